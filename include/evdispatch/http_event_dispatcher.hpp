@@ -1,0 +1,49 @@
+#pragma once
+
+/// @file http_event_dispatcher.hpp
+/// The default event_dispatcher: HTTP/1.1 (and HTTPS) over a pool of keep-alive connections.
+
+#include <evdispatch/config.hpp>
+#include <evdispatch/event_dispatcher.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include <memory>
+#include <string>
+
+namespace evdispatch {
+
+namespace detail {
+struct http_pool;
+}
+
+/// Sends batches with Beast over up to `http.max_connections` keep-alive connections to one
+/// endpoint, at most one request in flight per connection. Resolves and connects
+/// asynchronously with `connect_timeout`, bounds each exchange by `request_timeout` and each
+/// response by `max_response_bytes`; any 2xx is success. A kept-alive connection that the
+/// server closed while idle is replaced and the request re-sent once on a fresh connection.
+///
+/// Threads: every member must be called from `ex`, which must be a strand or a single-threaded
+/// executor (batch_event_processor passes its strand). Completion handlers are invoked from
+/// `ex`.
+class http_event_dispatcher final : public event_dispatcher {
+public:
+    /// Throws boost::system::system_error (error::invalid_url / invalid_config) with a
+    /// message naming the problem.
+    http_event_dispatcher(boost::asio::any_io_executor ex, std::string url,
+                          http_config http = {}, tls_config tls = {});
+    ~http_event_dispatcher() override;
+
+    void async_dispatch(std::shared_ptr<const log_event> ev,
+                        boost::asio::any_completion_handler<dispatch_signature> handler) override;
+    std::size_t max_in_flight() const noexcept override;
+    void shutdown() noexcept override;
+
+    /// Connections currently open (idle or busy).
+    std::size_t open_connections() const noexcept;
+
+private:
+    std::shared_ptr<detail::http_pool> pool_;
+};
+
+}  // namespace evdispatch

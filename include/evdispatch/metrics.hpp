@@ -1,0 +1,67 @@
+#pragma once
+
+/// @file metrics.hpp
+/// A consistent snapshot of the processor's counters.
+
+#include <evdispatch/error.hpp>
+
+#include <array>
+#include <cstdint>
+
+namespace evdispatch {
+
+/// Counters of a batch_event_processor, read with batch_event_processor::metrics().
+///
+/// The snapshot is consistent: at every moment
+/// `accepted == delivered + dropped_after_accept() + pending` and
+/// `submitted() == accepted + dropped[queue_full] + dropped[closed]`.
+/// After async_close completes, `pending == 0`.
+struct metrics_snapshot {
+    std::uint64_t accepted = 0;    ///< Events process() accepted.
+    std::uint64_t delivered = 0;   ///< Events in batches the endpoint acknowledged (2xx).
+    /// Events not delivered, by reason (index: drop_reason). queue_full and closed count
+    /// events process() refused; the others count accepted events given up later.
+    std::array<std::uint64_t, drop_reason_count> dropped{};
+    std::uint64_t pending = 0;     ///< Accepted, not yet delivered nor dropped.
+
+    std::uint64_t queue_depth = 0;      ///< Events in the hand-off ring.
+    std::uint64_t open_batch_events = 0;  ///< Events in batches still being filled.
+    std::uint64_t backlog_events = 0;   ///< Events in closed batches waiting for a connection.
+    std::uint64_t backlog_bytes = 0;    ///< Bytes of those batches.
+    std::uint64_t in_flight_events = 0;  ///< Events in batches being sent.
+    std::uint64_t in_flight = 0;        ///< Requests being sent.
+
+    std::uint64_t batches_sent = 0;     ///< Batches closed and handed to the dispatcher.
+    std::uint64_t batches_delivered = 0;  ///< Batches acknowledged.
+    std::uint64_t batches_failed = 0;   ///< Batches given up.
+    std::uint64_t requests = 0;         ///< Delivery attempts (requests started).
+    std::uint64_t bytes_sent = 0;       ///< Request body bytes of delivered batches.
+    std::uint64_t connections_opened = 0;  ///< Connections the dispatcher opened.
+
+    /// Count for one reason.
+    std::uint64_t dropped_for(drop_reason r) const noexcept {
+        return dropped[static_cast<std::size_t>(r)];
+    }
+    /// All drops, including the events process() refused.
+    std::uint64_t dropped_total() const noexcept {
+        std::uint64_t n = 0;
+        for (auto v : dropped) n += v;
+        return n;
+    }
+    /// Drops of events that had been accepted.
+    std::uint64_t dropped_after_accept() const noexcept {
+        return dropped_total() - dropped_for(drop_reason::queue_full) -
+               dropped_for(drop_reason::closed);
+    }
+    /// All process() calls.
+    std::uint64_t submitted() const noexcept {
+        return accepted + dropped_for(drop_reason::queue_full) + dropped_for(drop_reason::closed);
+    }
+    /// Whether pending equals the sum of the pipeline stages and accounting balances.
+    bool balanced() const noexcept {
+        return accepted == delivered + dropped_after_accept() + pending &&
+               pending == queue_depth + open_batch_events + backlog_events + in_flight_events;
+    }
+};
+
+}  // namespace evdispatch

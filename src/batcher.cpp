@@ -1,0 +1,131 @@
+#include "batcher.hpp"
+
+#include "json_writer.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace evdispatch::detail {
+
+void write_envelope_prefix(std::string& out, const event_context& ctx) {
+    out += "{\"account_id\":";
+    append_json_string(out, ctx.account_id);
+    out += ",\"project_id\":";
+    append_json_string(out, ctx.project_id);
+    out += ",\"revision\":";
+    append_json_string(out, ctx.revision);
+    out += ",\"client_name\":";
+    append_json_string(out, ctx.client_name);
+    out += ",\"client_version\":";
+    append_json_string(out, ctx.client_version);
+    out += ",\"anonymize_ip\":";
+    append_json_bool(out, ctx.anonymize_ip);
+    out += ",\"enrich_decisions\":true,\"visitors\":[";
+}
+
+batcher::batcher(const batch_config& cfg) : cfg_(cfg) {
+    if (cfg.batch_size == 0) throw std::invalid_argument("batch.batch_size must be at least 1");
+    if (cfg.flush_interval.count() <= 0)
+        throw std::invalid_argument("batch.flush_interval must be at least 1 ms");
+    if (cfg.max_batch_bytes < 1024)
+        throw std::invalid_argument("batch.max_batch_bytes must be at least 1024");
+}
+
+batcher::open_batch* batcher::find(const context_ptr& ctx) noexcept {
+    // Events built from the same datafile share the context pointer: compare pointers first.
+    for (auto& o : open_)
+        if (o.b.context == ctx) return &o;
+    for (auto& o : open_)
+        if (*o.b.context == *ctx) return &o;
+    return nullptr;
+}
+
+add_result batcher::add(const user_event& ev, clock::time_point now,
+                        std::vector<closed_batch>& out) {
+    open_batch* o = find(ev.context);
+    std::size_t prefix = 0;
+    if (o) {
+        prefix = o->prefix_bytes;
+    } else {
+        scratch_.clear();
+        write_envelope_prefix(scratch_, *ev.context);
+        prefix = scratch_.size();
+    }
+    if (prefix + ev.visitor_json.size() + envelope_suffix.size() > cfg_.max_batch_bytes)
+        return add_result::too_large;
+
+    if (o && o->b.body.size() + 1 + ev.visitor_json.size() + envelope_suffix.size() >
+                 cfg_.max_batch_bytes) {
+        close(static_cast<std::size_t>(o - open_.data()), close_cause::bytes, out);
+        o = nullptr;
+        scratch_.clear();
+        write_envelope_prefix(scratch_, *ev.context);
+    }
+    if (!o) {
+        open_batch nb;
+        nb.b.context = ev.context;
+        nb.b.opened = now;
+        nb.prefix_bytes = scratch_.size();
+        const std::size_t estimate =
+            scratch_.size() + cfg_.batch_size * (ev.visitor_json.size() + 1) + 2;
+        nb.b.body.reserve(std::min(estimate, cfg_.max_batch_bytes));
+        nb.b.body = scratch_;
+        nb.b.created.reserve(std::min<std::size_t>(cfg_.batch_size, 4096));
+        open_.push_back(std::move(nb));
+        o = &open_.back();
+    } else {
+        o->b.body += ',';
+    }
+    o->b.body += ev.visitor_json;
+    o->b.created.push_back(ev.created);
+    ++o->b.events;
+    ++open_events_;
+    if (o->b.events >= cfg_.batch_size)
+        close(static_cast<std::size_t>(o - open_.data()), close_cause::count, out);
+    return add_result::added;
+}
+
+void batcher::close(std::size_t index, close_cause cause, std::vector<closed_batch>& out) {
+    auto& o = open_[index];
+    o.b.body += envelope_suffix;
+    o.b.cause = cause;
+    o.b.id = next_id_++;
+    open_events_ -= o.b.events;
+    out.push_back(std::move(o.b));
+    // Order of open batches does not matter: swap-remove.
+    if (index + 1 != open_.size()) open_[index] = std::move(open_.back());
+    open_.pop_back();
+}
+
+void batcher::tick(clock::time_point now, std::vector<closed_batch>& out) {
+    // Close in the order the batches were opened, so ids follow age.
+    for (;;) {
+        std::size_t oldest = open_.size();
+        for (std::size_t i = 0; i < open_.size(); ++i) {
+            if (now - open_[i].b.opened < cfg_.flush_interval) continue;
+            if (oldest == open_.size() || open_[i].b.opened < open_[oldest].b.opened) oldest = i;
+        }
+        if (oldest == open_.size()) return;
+        close(oldest, close_cause::age, out);
+    }
+}
+
+void batcher::flush(std::vector<closed_batch>& out) {
+    while (!open_.empty()) {
+        std::size_t oldest = 0;
+        for (std::size_t i = 1; i < open_.size(); ++i)
+            if (open_[i].b.opened < open_[oldest].b.opened) oldest = i;
+        close(oldest, close_cause::flush, out);
+    }
+}
+
+std::optional<clock::time_point> batcher::next_deadline() const noexcept {
+    std::optional<clock::time_point> d;
+    for (const auto& o : open_) {
+        const auto due = o.b.opened + cfg_.flush_interval;
+        if (!d || due < *d) d = due;
+    }
+    return d;
+}
+
+}  // namespace evdispatch::detail

@@ -1,0 +1,462 @@
+// http_event_dispatcher: Beast HTTP/1.1 (plain or TLS) over per-endpoint pools of keep-alive
+// connections. Everything here runs on one strand (the processor's): no locks.
+
+#include <evdispatch/http_event_dispatcher.hpp>
+#include <evdispatch/processor.hpp>
+
+#include "url.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <charconv>
+#include <map>
+#include <optional>
+#include <vector>
+
+namespace evdispatch {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using boost::system::error_code;
+using tcp = asio::ip::tcp;
+
+namespace detail {
+
+namespace {
+
+[[noreturn]] void throw_config(const std::string& what) {
+    throw boost::system::system_error(make_error_code(error::invalid_config), what);
+}
+
+bool is_stale_error(const error_code& ec) {
+    return ec == asio::error::eof || ec == http::error::end_of_stream ||
+           ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+           ec == asio::error::connection_aborted || ec == ssl::error::stream_truncated;
+}
+
+}  // namespace
+
+/// One keep-alive connection, plain or TLS.
+struct connection {
+    connection(asio::any_io_executor ex, ssl::context* tls_ctx) {
+        if (tls_ctx)
+            tls.emplace(ex, *tls_ctx);
+        else
+            plain.emplace(ex);
+    }
+
+    beast::tcp_stream& lowest() { return tls ? tls->next_layer() : *plain; }
+
+    template <class F>
+    void with_stream(F&& f) {
+        if (tls)
+            f(*tls);
+        else
+            f(*plain);
+    }
+
+    void close() noexcept {
+        error_code ignored;
+        lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
+        lowest().socket().close(ignored);
+        connected = false;
+    }
+
+    std::optional<beast::tcp_stream> plain;
+    std::optional<ssl::stream<beast::tcp_stream>> tls;
+    beast::flat_buffer buffer;
+    bool connected = false;
+    std::uint64_t requests = 0;
+};
+
+struct endpoint_pool {
+    parsed_url url;
+    std::string header_prefix;  // request line + fixed headers, up to Content-Length value
+    std::vector<std::shared_ptr<connection>> idle;
+    std::size_t busy = 0;
+};
+
+struct http_pool : std::enable_shared_from_this<http_pool> {
+    http_pool(asio::any_io_executor ex, std::string url, http_config h, tls_config t)
+        : executor(std::move(ex)), default_url(std::move(url)), http(std::move(h)), tls(std::move(t)) {
+        if (http.max_connections == 0) throw_config("http.max_connections must be at least 1");
+        if (http.connect_timeout.count() <= 0)
+            throw_config("http.connect_timeout must be at least 1 ms");
+        if (http.request_timeout.count() <= 0)
+            throw_config("http.request_timeout must be at least 1 ms");
+        if (http.max_response_bytes < 256)
+            throw_config("http.max_response_bytes must be at least 256");
+        if (http.user_agent.empty()) http.user_agent = "evdispatch/" + std::string(version());
+        // Parse now so that a bad URL fails at construction.
+        endpoint_for(default_url);
+    }
+
+    asio::any_io_executor executor;
+    std::string default_url;
+    http_config http;
+    tls_config tls;
+    std::unique_ptr<ssl::context> tls_ctx;
+    std::map<std::string, endpoint_pool, std::less<>> pools;
+    std::vector<std::shared_ptr<connection>> busy_connections;
+    bool shut_down = false;
+
+    ssl::context& tls_context() {
+        if (!tls_ctx) {
+            tls_ctx = std::make_unique<ssl::context>(ssl::context::tls_client);
+            SSL_CTX_set_min_proto_version(tls_ctx->native_handle(), TLS1_2_VERSION);
+            if (tls.insecure_skip_verify) {
+                tls_ctx->set_verify_mode(ssl::verify_none);
+            } else {
+                tls_ctx->set_verify_mode(ssl::verify_peer);
+                tls_ctx->set_default_verify_paths();
+                if (!tls.ca_file.empty()) tls_ctx->load_verify_file(tls.ca_file);
+                if (!tls.ca_path.empty()) tls_ctx->add_verify_path(tls.ca_path);
+            }
+        }
+        return *tls_ctx;
+    }
+
+    endpoint_pool& endpoint_for(std::string_view url) {
+        auto it = pools.find(url);
+        if (it != pools.end()) return it->second;
+        endpoint_pool p;
+        p.url = parse_endpoint_url(url);  // throws invalid_url
+        if (p.url.tls) {
+            try {
+                tls_context();
+            } catch (const boost::system::system_error& e) {
+                throw boost::system::system_error(
+                    make_error_code(error::invalid_config),
+                    std::string("TLS setup failed (check tls.ca_file / tls.ca_path): ") +
+                        e.what());
+            }
+        }
+        p.header_prefix = "POST " + p.url.target + " HTTP/1.1\r\nHost: " + p.url.host_header +
+                          "\r\nUser-Agent: " + http.user_agent + "\r\n";
+        return pools.emplace(std::string(url), std::move(p)).first->second;
+    }
+
+    std::size_t busy_total() const noexcept {
+        std::size_t n = 0;
+        for (auto& [k, p] : pools) n += p.busy;
+        return n;
+    }
+};
+
+namespace {
+
+/// One dispatch: (connect) -> write -> read, with one transparent retry on a fresh connection
+/// when a reused keep-alive connection turns out to be closed by the server.
+struct exchange : std::enable_shared_from_this<exchange> {
+    std::shared_ptr<http_pool> pool;
+    endpoint_pool* ep = nullptr;  // stable: std::map nodes never move
+    std::shared_ptr<connection> conn;
+    std::shared_ptr<const log_event> ev;
+    asio::any_completion_handler<dispatch_signature> handler;
+    std::string header;
+    std::optional<http::response_parser<http::string_body>> parser;
+    tcp::resolver resolver;
+    asio::steady_timer resolve_timer;
+    dispatch_result result;
+    bool reused = false;
+    bool stale_retry_done = false;
+
+    exchange(std::shared_ptr<http_pool> p, endpoint_pool& e, std::shared_ptr<const log_event> r,
+             asio::any_completion_handler<dispatch_signature> h)
+        : pool(std::move(p)), ep(&e), ev(std::move(r)), handler(std::move(h)),
+          resolver(pool->executor), resolve_timer(pool->executor) {}
+
+    // After shutdown() nothing new is started: each step checks this first.
+    bool stopped() {
+        if (!pool->shut_down) return false;
+        result.message = "dispatcher shut down";
+        release(false);
+        finish(make_error_code(error::close_deadline));
+        return true;
+    }
+
+    void start() {
+        header = ep->header_prefix;
+        for (auto& [k, v] : ev->headers) {
+            header += k;
+            header += ": ";
+            header += v;
+            header += "\r\n";
+        }
+        header += "Content-Length: ";
+        char buf[24];
+        auto r = std::to_chars(buf, buf + sizeof buf, ev->body.size());
+        header.append(buf, r.ptr);
+        header += "\r\n\r\n";
+        acquire();
+    }
+
+    void acquire() {
+        if (!ep->idle.empty()) {
+            conn = std::move(ep->idle.back());
+            ep->idle.pop_back();
+            reused = true;
+        } else {
+            conn = std::make_shared<connection>(pool->executor,
+                                                ep->url.tls ? &pool->tls_context() : nullptr);
+            reused = false;
+        }
+        ++ep->busy;
+        pool->busy_connections.push_back(conn);
+        if (conn->connected)
+            write();
+        else
+            resolve();
+    }
+
+    void release(bool keep) {
+        --ep->busy;
+        auto& b = pool->busy_connections;
+        b.erase(std::remove(b.begin(), b.end(), conn), b.end());
+        if (keep && !pool->shut_down && conn->connected) {
+            ep->idle.push_back(std::move(conn));
+        } else {
+            conn->close();
+            conn.reset();
+        }
+    }
+
+    void resolve() {
+        result.connection_opened = true;
+        auto self = shared_from_this();
+        // connect_timeout covers resolve + connect + handshake; the resolver has no timeout
+        // of its own, so a timer cancels it.
+        resolve_timer.expires_after(pool->http.connect_timeout);
+        resolve_timer.async_wait([self](error_code ec) {
+            if (!ec) self->resolver.cancel();
+        });
+        resolver.async_resolve(
+            ep->url.host, ep->url.port,
+            [self](error_code ec, tcp::resolver::results_type results) {
+                self->resolve_timer.cancel();
+                if (self->stopped()) return;
+                if (ec == asio::error::operation_aborted)
+                    return self->fail(make_error_code(error::connect_timeout), ec, false);
+                if (ec) return self->fail(make_error_code(error::resolve_failed), ec, false);
+                self->connect(results);
+            });
+    }
+
+    void connect(const tcp::resolver::results_type& results) {
+        auto self = shared_from_this();
+        conn->lowest().expires_after(pool->http.connect_timeout);
+        conn->lowest().async_connect(
+            results, [self](error_code ec, const tcp::endpoint&) {
+                if (self->stopped()) return;
+                if (ec) {
+                    const auto code = ec == beast::error::timeout
+                                          ? make_error_code(error::connect_timeout)
+                                          : make_error_code(error::connect_failed);
+                    return self->fail(code, ec, false);
+                }
+                error_code ignored;
+                self->conn->lowest().socket().set_option(tcp::no_delay(true), ignored);
+                if (self->conn->tls)
+                    self->handshake();
+                else {
+                    self->conn->connected = true;
+                    self->write();
+                }
+            });
+    }
+
+    void handshake() {
+        auto& s = *conn->tls;
+        SSL* ssl_handle = s.native_handle();
+        const std::string& host = ep->url.host;
+        if (!pool->tls.insecure_skip_verify) {
+            X509_VERIFY_PARAM* param = SSL_get0_param(ssl_handle);
+            X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+            if (ep->url.host_is_ip)
+                X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str());
+            else
+                X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size());
+        }
+        if (!ep->url.host_is_ip) SSL_set_tlsext_host_name(ssl_handle, host.c_str());
+        auto self = shared_from_this();
+        conn->lowest().expires_after(pool->http.connect_timeout);
+        s.async_handshake(ssl::stream_base::client, [self](error_code ec) {
+            if (self->stopped()) return;
+            if (ec) {
+                const long vr = SSL_get_verify_result(self->conn->tls->native_handle());
+                if (ec == beast::error::timeout)
+                    return self->fail(make_error_code(error::connect_timeout), ec, false);
+                if (vr != X509_V_OK) {
+                    self->result.message = std::string("certificate verification failed: ") +
+                                           X509_verify_cert_error_string(vr);
+                    return self->fail(make_error_code(error::tls_verify_failed), ec, false);
+                }
+                return self->fail(make_error_code(error::tls_handshake_failed), ec, false);
+            }
+            self->conn->connected = true;
+            self->write();
+        });
+    }
+
+    void write() {
+        auto self = shared_from_this();
+        ++conn->requests;
+        conn->lowest().expires_after(pool->http.request_timeout);
+        std::array<asio::const_buffer, 2> bufs{asio::buffer(header), asio::buffer(ev->body)};
+        conn->with_stream([&](auto& stream) {
+            asio::async_write(stream, bufs, [self](error_code ec, std::size_t n) {
+                if (n > 0) self->result.bytes_on_wire = true;
+                if (ec) return self->io_failed(ec, false);
+                self->result.bytes_sent = n;
+                self->read();
+            });
+        });
+    }
+
+    void read() {
+        auto self = shared_from_this();
+        parser.emplace();
+        parser->body_limit(pool->http.max_response_bytes);
+        parser->header_limit(static_cast<std::uint32_t>(
+            std::min<std::size_t>(pool->http.max_response_bytes, 16 * 1024)));
+        conn->with_stream([&](auto& stream) {
+            http::async_read(stream, conn->buffer, *parser, [self](error_code ec, std::size_t) {
+                if (ec) return self->io_failed(ec, self->parser->got_some());
+                self->done();
+            });
+        });
+    }
+
+    void io_failed(error_code ec, bool got_response_bytes) {
+        if (reused && !stale_retry_done && !got_response_bytes && is_stale_error(ec) &&
+            !pool->shut_down) {
+            // The server closed this idle keep-alive connection: retry once on a fresh one.
+            stale_retry_done = true;
+            conn->close();
+            release(false);
+            result.bytes_on_wire = false;
+            conn = std::make_shared<connection>(pool->executor,
+                                                ep->url.tls ? &pool->tls_context() : nullptr);
+            reused = false;
+            ++ep->busy;
+            pool->busy_connections.push_back(conn);
+            resolve();
+            return;
+        }
+        error_code code;
+        if (ec == beast::error::timeout)
+            code = make_error_code(error::request_timeout);
+        else if (ec == http::error::body_limit || ec == http::error::header_limit ||
+                 ec == http::error::buffer_overflow)
+            code = make_error_code(error::response_too_large);
+        else if (ec.category() == make_error_code(http::error::end_of_stream).category() &&
+                 ec != http::error::end_of_stream)
+            code = make_error_code(error::bad_response);
+        else if (ec == asio::error::operation_aborted && pool->shut_down)
+            code = make_error_code(error::close_deadline);
+        else
+            code = make_error_code(error::connection_lost);
+        fail(code, ec, true);
+    }
+
+    void fail(error_code code, error_code cause, bool /*after_connect*/) {
+        if (result.message.empty()) result.message = cause.message();
+        if (code == error::connect_failed || code == error::resolve_failed ||
+            code == error::connect_timeout)
+            result.message = ep->url.host + ":" + ep->url.port + ": " + result.message;
+        release(false);
+        finish(code);
+    }
+
+    void done() {
+        auto& res = parser->get();
+        result.status = res.result_int();
+        const bool ok = result.status >= 200 && result.status < 300;
+        if (!ok) {
+            result.message = std::string(res.reason());
+            const auto& body = res.body();
+            if (!body.empty())
+                result.message += ": " + body.substr(0, std::min<std::size_t>(body.size(), 200));
+        }
+        conn->buffer.consume(conn->buffer.size());
+        release(res.keep_alive());
+        finish(ok ? error_code{} : make_error_code(error::http_status));
+    }
+
+    void finish(error_code ec) {
+        auto h = std::move(handler);
+        std::move(h)(ec, std::move(result));
+    }
+};
+
+}  // namespace
+}  // namespace detail
+
+http_event_dispatcher::http_event_dispatcher(asio::any_io_executor ex, std::string url,
+                                             http_config http, tls_config tls)
+    : pool_(std::make_shared<detail::http_pool>(std::move(ex), std::move(url), std::move(http),
+                                                std::move(tls))) {}
+
+http_event_dispatcher::~http_event_dispatcher() = default;
+
+void http_event_dispatcher::async_dispatch(
+    std::shared_ptr<const log_event> ev, asio::any_completion_handler<dispatch_signature> handler) {
+    if (pool_->shut_down) {
+        dispatch_result r;
+        r.message = "dispatcher shut down";
+        std::move(handler)(make_error_code(error::close_deadline), std::move(r));
+        return;
+    }
+    detail::endpoint_pool* ep = nullptr;
+    try {
+        ep = &pool_->endpoint_for(ev->url.empty() ? pool_->default_url : ev->url);
+    } catch (const boost::system::system_error& e) {
+        dispatch_result r;
+        r.message = e.what();
+        std::move(handler)(e.code(), std::move(r));
+        return;
+    }
+    auto x = std::make_shared<detail::exchange>(pool_, *ep, std::move(ev), std::move(handler));
+    x->start();
+}
+
+std::size_t http_event_dispatcher::max_in_flight() const noexcept {
+    return pool_->http.max_connections;
+}
+
+void http_event_dispatcher::shutdown() noexcept {
+    pool_->shut_down = true;
+    for (auto& [k, p] : pool_->pools) {
+        for (auto& c : p.idle) c->close();
+        p.idle.clear();
+    }
+    // Busy connections: closing the socket aborts their operations; each exchange then
+    // completes its handler with an error.
+    for (auto& c : pool_->busy_connections) c->close();
+}
+
+std::size_t http_event_dispatcher::open_connections() const noexcept {
+    std::size_t n = 0;
+    for (auto& [k, p] : pool_->pools) n += p.idle.size() + p.busy;
+    return n;
+}
+
+}  // namespace evdispatch

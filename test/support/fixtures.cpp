@@ -1,0 +1,91 @@
+#include "support/fixtures.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <catch2/catch.hpp>
+
+namespace evdispatch::test {
+
+io_fixture::io_fixture()
+    : guard_(std::make_unique<
+             boost::asio::executor_work_guard<boost::asio::io_context::executor_type>>(
+          io_.get_executor())),
+      done_future_(done_.get_future().share()) {
+    thread_ = std::thread([this] {
+        io_.run();
+        done_.set_value();
+    });
+}
+
+void io_fixture::release() { guard_.reset(); }
+
+bool io_fixture::finished() const {
+    return done_future_.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+}
+
+io_fixture::~io_fixture() {
+    release();
+    const bool ran_out = done_future_.wait_for(std::chrono::seconds(10)) ==
+                         std::future_status::ready;
+    if (!ran_out) io_.stop();
+    thread_.join();
+    // A fixture that still had work after its test is a leak of handlers or timers.
+    CHECK(ran_out);
+}
+
+context_ptr make_context(const std::string& url, std::string project) {
+    auto c = std::make_shared<event_context>();
+    c->account_id = "12001";
+    c->project_id = std::move(project);
+    c->revision = "42";
+    c->endpoint = url;
+    return c;
+}
+
+event_ptr make_impression(const event_builder& b, std::uint64_t user) {
+    impression_input in;
+    in.user_id = "user-" + std::to_string(user);
+    in.attributes = {{"device", "111094", std::string("iphone")},
+                     {"is_premium", "111095", true},
+                     {"age", "111096", std::int64_t(30 + user % 40)}};
+    in.campaign_id = "111182";
+    in.experiment_id = "111127";
+    in.variation_id = "111129";
+    in.variation_key = "variation";
+    in.flag_key = "flag";
+    in.rule_key = "test_experiment";
+    in.rule_type = "experiment";
+    in.enabled = true;
+    return b.make_impression(in);
+}
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() > end) return pred();
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return true;
+}
+
+std::pair<boost::system::error_code, close_report> close_and_wait(
+    batch_event_processor& p, std::chrono::steady_clock::duration deadline) {
+    std::promise<std::pair<boost::system::error_code, close_report>> pr;
+    auto f = pr.get_future();
+    p.async_close(deadline, [&pr](boost::system::error_code ec, close_report r) {
+        pr.set_value({ec, std::move(r)});
+    });
+    return f.get();
+}
+
+unsigned short refused_port() {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::acceptor a(
+        io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    const auto port = a.local_endpoint().port();
+    a.close();
+    return port;
+}
+
+}  // namespace evdispatch::test

@@ -1,0 +1,364 @@
+// The processor with custom dispatchers (no network): accounting, process() results,
+// lifecycle, completion tokens, configuration errors.
+
+#include "support/fixtures.hpp"
+
+#include <evdispatch/evdispatch.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+using namespace evdispatch;
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+
+/// Completes each dispatch from its own thread's io_context (as a real client library
+/// would), failing every `fail_every`-th batch when set.
+class threaded_dispatcher final : public event_dispatcher {
+public:
+    explicit threaded_dispatcher(std::size_t fail_every = 0, std::size_t in_flight = 2)
+        : fail_every_(fail_every), in_flight_(in_flight) {
+        thread_ = std::thread([this] { io_.run(); });
+    }
+    ~threaded_dispatcher() override {
+        guard_.reset();
+        thread_.join();
+    }
+    void async_dispatch(std::shared_ptr<const log_event> ev,
+                        asio::any_completion_handler<dispatch_signature> h) override {
+        const auto n = ++calls_;
+        asio::post(io_, [this, n, ev, h = std::move(h)]() mutable {
+            // Every body is a valid event batch with event_count visitors.
+            auto v = boost::json::parse(ev->body);
+            const auto visitors = v.at("visitors").as_array().size();
+            bodies_ok_ = bodies_ok_ && visitors == ev->event_count && ev->http_verb == "POST";
+            events_ += ev->event_count;
+            dispatch_result r;
+            if (fail_every_ && n % fail_every_ == 0) {
+                r.message = "scripted failure";
+                std::move(h)(make_error_code(error::dispatcher_failed), std::move(r));
+            } else {
+                r.status = 200;
+                std::move(h)(error_code{}, std::move(r));
+            }
+        });
+    }
+    std::size_t max_in_flight() const noexcept override { return in_flight_; }
+
+    std::atomic<std::uint64_t> events_{0};
+    std::atomic<bool> bodies_ok_{true};
+
+private:
+    std::size_t fail_every_;
+    std::size_t in_flight_;
+    std::atomic<std::uint64_t> calls_{0};
+    asio::io_context io_;
+    asio::executor_work_guard<asio::io_context::executor_type> guard_{io_.get_executor()};
+    std::thread thread_;
+};
+
+/// Never completes until shutdown() (then completes everything with an error).
+class black_hole_dispatcher final : public event_dispatcher {
+public:
+    void async_dispatch(std::shared_ptr<const log_event>,
+                        asio::any_completion_handler<dispatch_signature> h) override {
+        std::lock_guard lk(m_);
+        held_.push_back(std::move(h));
+    }
+    void shutdown() noexcept override {
+        std::vector<asio::any_completion_handler<dispatch_signature>> hs;
+        {
+            std::lock_guard lk(m_);
+            hs.swap(held_);
+        }
+        for (auto& h : hs) std::move(h)(make_error_code(error::connection_lost), dispatch_result{});
+        shutdowns_++;
+    }
+    std::size_t max_in_flight() const noexcept override { return 4; }
+    std::atomic<int> shutdowns_{0};
+
+private:
+    std::mutex m_;
+    std::vector<asio::any_completion_handler<dispatch_signature>> held_;
+};
+
+processor_config small_config() {
+    processor_config c;
+    c.endpoint = "http://127.0.0.1:9/v1/events";
+    c.batch.batch_size = 10;
+    c.batch.flush_interval = 50ms;
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("accounting balances at every snapshot under load and after close",
+          "[unit][accounting]") {
+    const std::size_t fail_every = GENERATE(0, 3);
+    test::io_fixture fx;
+    auto d = std::make_shared<threaded_dispatcher>(fail_every);
+    std::atomic<std::uint64_t> reported_events{0};
+    processor_hooks hooks;
+    hooks.dispatcher = d;
+    hooks.on_batch_result = [&](const batch_result& r) { reported_events += r.events; };
+    auto cfg = small_config();
+    cfg.queue_capacity = 256;
+    batch_event_processor p(fx.executor(), cfg, hooks);
+    event_builder b(test::make_context(cfg.endpoint));
+
+    std::atomic<bool> stop{false};
+    std::atomic<std::uint64_t> snapshots{0}, unbalanced{0};
+    std::thread watcher([&] {
+        while (!stop.load()) {
+            auto m = p.metrics();
+            ++snapshots;
+            if (!m.balanced()) ++unbalanced;
+        }
+    });
+    std::atomic<std::uint64_t> accepted{0}, full{0};
+    std::vector<std::thread> producers;
+    for (int t = 0; t < 4; ++t) {
+        producers.emplace_back([&, t] {
+            for (int i = 0; i < 5000; ++i) {
+                switch (p.process(test::make_impression(b, t * 100000 + i))) {
+                    case process_result::accepted: ++accepted; break;
+                    case process_result::dropped_queue_full: ++full; break;
+                    default: FAIL_CHECK("unexpected process result");
+                }
+            }
+        });
+    }
+    for (auto& t : producers) t.join();
+    auto report = p.async_close(10s, asio::use_future).get();
+    stop = true;
+    watcher.join();
+
+    const auto& m = report.metrics;
+    CHECK(unbalanced == 0);
+    CHECK(snapshots > 0);
+    CHECK(m.balanced());
+    CHECK(m.pending == 0);
+    CHECK(m.accepted == accepted);
+    CHECK(m.dropped_for(drop_reason::queue_full) == full);
+    CHECK(m.submitted() == 20000);
+    CHECK(m.accepted == m.delivered + m.dropped_after_accept());
+    CHECK(report.delivered == m.delivered);
+    CHECK(d->bodies_ok_);
+    CHECK(d->events_ == m.accepted);  // every accepted event was handed over exactly once
+    CHECK(reported_events == m.accepted);
+    if (fail_every == 0) {
+        CHECK(m.delivered == m.accepted);
+    } else {
+        CHECK(m.dropped_for(drop_reason::dispatcher_failed) > 0);
+        CHECK(m.delivered + m.dropped_for(drop_reason::dispatcher_failed) == m.accepted);
+    }
+    CHECK(p.process(test::make_impression(b, 1)) == process_result::dropped_closed);
+    CHECK(p.metrics().dropped_for(drop_reason::closed) == 1);
+}
+
+TEST_CASE("process() reports a full queue and a null event", "[unit][accounting]") {
+    // The strand's executor is not running yet, so nothing drains.
+    asio::io_context io;
+    auto d = std::make_shared<threaded_dispatcher>();
+    auto cfg = small_config();
+    cfg.queue_capacity = 8;
+    batch_event_processor p(io.get_executor(), cfg, {.dispatcher = d});
+    event_builder b(test::make_context(cfg.endpoint));
+    for (int i = 0; i < 8; ++i) CHECK(p.process(test::make_impression(b, i)) == process_result::accepted);
+    CHECK(p.process(test::make_impression(b, 8)) == process_result::dropped_queue_full);
+    CHECK(p.process(test::make_impression(b, 9)) == process_result::dropped_queue_full);
+    CHECK(p.process(nullptr) == process_result::invalid_event);
+    auto m = p.metrics();
+    CHECK(m.accepted == 8);
+    CHECK(m.queue_depth == 8);
+    CHECK(m.pending == 8);
+    CHECK(m.dropped_for(drop_reason::queue_full) == 2);
+    CHECK(m.balanced());
+
+    std::optional<error_code> flushed;
+    p.async_flush([&](error_code ec) { flushed = ec; });
+    auto guard = asio::make_work_guard(io);
+    const auto end = std::chrono::steady_clock::now() + 10s;
+    while (!flushed && std::chrono::steady_clock::now() < end) io.run_one_for(100ms);
+    REQUIRE(flushed);
+    CHECK(!*flushed);
+    m = p.metrics();
+    CHECK(m.delivered == 8);
+    CHECK(m.pending == 0);
+    CHECK(m.balanced());
+}
+
+TEST_CASE("flush settles everything accepted before it", "[unit][lifecycle]") {
+    test::io_fixture fx;
+    auto d = std::make_shared<threaded_dispatcher>();
+    auto cfg = small_config();
+    cfg.batch.batch_size = 1000;
+    cfg.batch.flush_interval = 60s;  // only the flush can close the batch
+    batch_event_processor p(fx.executor(), cfg, {.dispatcher = d});
+    event_builder b(test::make_context(cfg.endpoint));
+    for (int i = 0; i < 123; ++i) REQUIRE(p.process(test::make_impression(b, i)) == process_result::accepted);
+    p.async_flush(asio::use_future).get();
+    auto m = p.metrics();
+    CHECK(m.delivered == 123);
+    CHECK(m.pending == 0);
+    CHECK(m.batches_delivered == 1);
+    // A second flush with nothing pending completes too.
+    p.async_flush(asio::use_future).get();
+    auto r = p.async_close(1s, asio::use_future).get();
+    CHECK(r.delivered == 123);
+    CHECK_FALSE(r.deadline_passed);
+}
+
+TEST_CASE("completion tokens: callback, use_future, use_awaitable", "[unit][lifecycle]") {
+    test::io_fixture fx;
+    auto d = std::make_shared<threaded_dispatcher>();
+    auto cfg = small_config();
+    batch_event_processor p(fx.executor(), cfg, {.dispatcher = d});
+    event_builder b(test::make_context(cfg.endpoint));
+    p.process(test::make_impression(b, 1));
+
+    std::promise<error_code> cb;
+    p.async_flush([&](error_code ec) { cb.set_value(ec); });
+    CHECK(!cb.get_future().get());
+
+    p.process(test::make_impression(b, 2));
+    std::promise<std::uint64_t> aw;
+    asio::co_spawn(
+        fx.executor(),
+        [&]() -> asio::awaitable<void> {
+            co_await p.async_flush(asio::use_awaitable);
+            auto report = co_await p.async_close(2s, asio::use_awaitable);
+            aw.set_value(report.delivered);
+        },
+        asio::detached);
+    CHECK(aw.get_future().get() == 2);
+    // Close again: completes with the same report.
+    auto again = p.async_close(1s, asio::use_future).get();
+    CHECK(again.delivered == 2);
+    // A flush after close completes at once, saying the processor is closed.
+    std::promise<error_code> late;
+    p.async_flush([&](error_code ec) { late.set_value(ec); });
+    CHECK(late.get_future().get() == error::closed);
+}
+
+TEST_CASE("close deadline drops what is in flight, with the reason", "[unit][lifecycle]") {
+    test::io_fixture fx;
+    auto d = std::make_shared<black_hole_dispatcher>();
+    std::atomic<std::uint64_t> deadline_events{0};
+    processor_hooks hooks;
+    hooks.dispatcher = d;
+    hooks.on_batch_result = [&](const batch_result& r) {
+        if (!r.delivered && r.reason == drop_reason::close_deadline) deadline_events += r.events;
+    };
+    auto cfg = small_config();
+    batch_event_processor p(fx.executor(), cfg, hooks);
+    event_builder b(test::make_context(cfg.endpoint));
+    for (int i = 0; i < 95; ++i) p.process(test::make_impression(b, i));
+    const auto t0 = std::chrono::steady_clock::now();
+    std::promise<std::pair<error_code, close_report>> pr;
+    p.async_close(200ms, [&](error_code ec, close_report r) { pr.set_value({ec, r}); });
+    auto [ec, r] = pr.get_future().get();
+    const auto took = std::chrono::steady_clock::now() - t0;
+    CHECK(ec == error::close_deadline);
+    CHECK(r.deadline_passed);
+    CHECK(r.delivered == 0);
+    CHECK(r.not_delivered == 95);
+    CHECK(r.dropped[std::size_t(drop_reason::close_deadline)] == 95);
+    CHECK(r.metrics.pending == 0);
+    CHECK(r.metrics.balanced());
+    CHECK(deadline_events == 95);
+    CHECK(d->shutdowns_ >= 1);
+    CHECK(took >= 200ms);
+}
+
+TEST_CASE("an owning processor's destructor closes within its deadline", "[unit][lifecycle]") {
+    auto d = std::make_shared<black_hole_dispatcher>();
+    auto cfg = small_config();
+    cfg.destructor_close_timeout = 150ms;
+    std::atomic<std::uint64_t> dropped{0};
+    processor_hooks hooks;
+    hooks.dispatcher = d;
+    hooks.on_batch_result = [&](const batch_result& r) {
+        if (!r.delivered) dropped += r.events;
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+        batch_event_processor p(cfg, hooks);
+        event_builder b(test::make_context(cfg.endpoint));
+        for (int i = 0; i < 30; ++i) p.process(test::make_impression(b, i));
+    }
+    CHECK(dropped == 30);  // reported, not lost silently
+    CHECK(std::chrono::steady_clock::now() - t0 < 10s);
+}
+
+TEST_CASE("an owning processor delivers on its own thread", "[unit][lifecycle]") {
+    auto d = std::make_shared<threaded_dispatcher>();
+    auto cfg = small_config();
+    batch_event_processor p(cfg, {.dispatcher = d});
+    event_builder b(test::make_context(cfg.endpoint));
+    for (int i = 0; i < 1000; ++i) p.process(test::make_impression(b, i));
+    auto r = p.async_close(5s, asio::use_future).get();
+    CHECK(r.delivered == 1000);
+    CHECK(r.metrics.batches_delivered == 100);
+}
+
+TEST_CASE("invalid configuration is refused with a message naming the field",
+          "[unit][config]") {
+    struct row {
+        const char* name;
+        std::function<void(processor_config&)> change;
+        error expected;
+        const char* needle;
+    };
+    const std::vector<row> rows = {
+        {"batch_size 0", [](auto& c) { c.batch.batch_size = 0; }, error::invalid_config,
+         "batch.batch_size"},
+        {"capacity 0", [](auto& c) { c.queue_capacity = 0; }, error::invalid_config,
+         "queue_capacity"},
+        {"capacity 1", [](auto& c) { c.queue_capacity = 1; }, error::invalid_config,
+         "queue_capacity"},
+        {"flush 0", [](auto& c) { c.batch.flush_interval = 0ms; }, error::invalid_config,
+         "flush_interval"},
+        {"tiny batch bytes", [](auto& c) { c.batch.max_batch_bytes = 10; },
+         error::invalid_config, "max_batch_bytes"},
+        {"no connections", [](auto& c) { c.http.max_connections = 0; }, error::invalid_config,
+         "max_connections"},
+        {"bad url", [](auto& c) { c.endpoint = "not a url"; }, error::invalid_url, "not a url"},
+        {"ftp url", [](auto& c) { c.endpoint = "ftp://127.0.0.1/x"; }, error::invalid_url,
+         "scheme"},
+        {"no host", [](auto& c) { c.endpoint = "http:///v1/events"; }, error::invalid_url,
+         "host"},
+    };
+    for (const auto& r : rows) {
+        DYNAMIC_SECTION(r.name) {
+            asio::io_context io;
+            processor_config c;
+            c.endpoint = "http://127.0.0.1:9/v1/events";
+            r.change(c);
+            try {
+                batch_event_processor p(io.get_executor(), c);
+                FAIL("constructor accepted " << r.name);
+            } catch (const boost::system::system_error& e) {
+                CHECK(e.code() == r.expected);
+                CHECK_THAT(e.what(), Catch::Contains(r.needle));
+            }
+        }
+    }
+}
