@@ -3,6 +3,7 @@
 
 #include <evdispatch/http_event_dispatcher.hpp>
 #include <evdispatch/processor.hpp>
+#include <evdispatch/retry_policy.hpp>
 
 #include "url.hpp"
 
@@ -85,6 +86,7 @@ struct connection {
     beast::flat_buffer buffer;
     bool connected = false;
     std::uint64_t requests = 0;
+    std::chrono::steady_clock::time_point idle_since{};
 };
 
 struct endpoint_pool {
@@ -210,9 +212,20 @@ struct exchange : std::enable_shared_from_this<exchange> {
     }
 
     void acquire() {
-        if (!ep->idle.empty()) {
+        const auto now = std::chrono::steady_clock::now();
+        const auto idle_limit = pool->http.idle_timeout;
+        while (!ep->idle.empty()) {
             conn = std::move(ep->idle.back());
             ep->idle.pop_back();
+            // Idle too long: the server (or a NAT on the way) has likely dropped it.
+            if (idle_limit.count() > 0 && now - conn->idle_since > idle_limit) {
+                conn->close();
+                conn.reset();
+                continue;
+            }
+            break;
+        }
+        if (conn) {
             reused = true;
         } else {
             conn = std::make_shared<connection>(pool->executor,
@@ -231,7 +244,10 @@ struct exchange : std::enable_shared_from_this<exchange> {
         --ep->busy;
         auto& b = pool->busy_connections;
         b.erase(std::remove(b.begin(), b.end(), conn), b.end());
-        if (keep && !pool->shut_down && conn->connected) {
+        const auto max_req = pool->http.max_requests_per_connection;
+        if (keep && !pool->shut_down && conn->connected &&
+            (max_req == 0 || conn->requests < max_req)) {
+            conn->idle_since = std::chrono::steady_clock::now();
             ep->idle.push_back(std::move(conn));
         } else {
             conn->close();
@@ -391,6 +407,10 @@ struct exchange : std::enable_shared_from_this<exchange> {
         result.status = res.result_int();
         const bool ok = result.status >= 200 && result.status < 300;
         if (!ok) {
+            if (auto it = res.find(http::field::retry_after); it != res.end())
+                result.retry_after =
+                    parse_retry_after(std::string_view(it->value().data(), it->value().size()),
+                                      std::chrono::system_clock::now());
             result.message = std::string(res.reason());
             const auto& body = res.body();
             if (!body.empty())

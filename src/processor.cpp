@@ -4,6 +4,8 @@
 #include "batcher.hpp"
 #include "mpsc_ring.hpp"
 
+#include <evdispatch/retry_policy.hpp>
+
 #include <boost/asio/append.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -56,6 +58,9 @@ enum counter : std::size_t {
     c_requests,
     c_bytes_sent,
     c_connections_opened,
+    c_retry_events,
+    c_retry_bytes,
+    c_retries,
     c_drop0,
     c_count = c_drop0 + drop_reason_count
 };
@@ -74,6 +79,8 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         , ring(c.queue_capacity)
         , hooks(std::move(h))
         , batches(c.batch)
+        , policy(c.retry)
+        , jitter_state(static_cast<std::uint64_t>(clock::now().time_since_epoch().count()) | 1)
         , flush_timer(strand)
         , close_timer(strand) {}
 
@@ -99,14 +106,22 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     std::array<std::uint64_t, c_count> ctr{};
     std::vector<closed_batch> closed_scratch;
 
+    retry_policy policy;
+    std::uint64_t jitter_state;
+
+    // A batch after it was first sent: in flight, waiting for its retry, or ready to retry.
     struct in_flight_batch {
         std::uint64_t id;
         std::shared_ptr<log_event> request;
         std::vector<clock::time_point> created;
         unsigned attempts = 0;
+        clock::time_point first_attempt{};
+        std::unique_ptr<asio::steady_timer> retry_timer;
     };
     std::deque<closed_batch> backlog;
     std::vector<in_flight_batch> in_flight;
+    std::vector<in_flight_batch> retrying;      // waiting for their backoff to pass
+    std::deque<in_flight_batch> ready_retries;  // backoff passed, waiting for a slot
 
     asio::steady_timer flush_timer;
     bool flush_timer_armed = false;
@@ -169,7 +184,17 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     // ring (and producers get queue_full once it fills) instead of being accepted into a
     // backlog that would have to drop them.
     bool backlog_blocked() const noexcept {
-        return ctr[c_backlog_bytes] + cfg.batch.max_batch_bytes > cfg.backlog_max_bytes;
+        return ctr[c_backlog_bytes] + ctr[c_retry_bytes] + cfg.batch.max_batch_bytes >
+               cfg.backlog_max_bytes;
+    }
+
+    // Uniform in [0, 1) for backoff jitter (xorshift64*, strand only).
+    double jitter() noexcept {
+        jitter_state ^= jitter_state >> 12;
+        jitter_state ^= jitter_state << 25;
+        jitter_state ^= jitter_state >> 27;
+        const std::uint64_t v = jitter_state * 0x2545F4914F6CDD1Dull;
+        return static_cast<double>(v >> 11) * (1.0 / 9007199254740992.0);
     }
 
     void drain() {
@@ -254,6 +279,17 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     }
 
     void pump() {
+        // Retries first: they are older than anything in the backlog.
+        while (!ready_retries.empty() && in_flight.size() < max_in_flight) {
+            in_flight_batch f = std::move(ready_retries.front());
+            ready_retries.pop_front();
+            ctr[c_retry_events] -= f.request->event_count;
+            ctr[c_retry_bytes] -= f.request->body.size();
+            ctr[c_inflight_events] += f.request->event_count;
+            in_flight.push_back(std::move(f));
+            ctr[c_inflight] = in_flight.size();
+            start_attempt(in_flight.back());
+        }
         while (!backlog.empty() && in_flight.size() < max_in_flight) {
             closed_batch b = std::move(backlog.front());
             backlog.pop_front();
@@ -278,7 +314,7 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
                 log(log_level::error, "on_log_event threw");
             }
         }
-        in_flight.push_back({b.id, req, std::move(b.created), 0});
+        in_flight.push_back({b.id, req, std::move(b.created), 0, clock::now(), nullptr});
         ctr[c_inflight_events] += b.events;
         ctr[c_inflight] = in_flight.size();
         start_attempt(in_flight.back());
@@ -321,8 +357,18 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
                    r.status, f.attempts, r.message);
         } else {
             if (!ec) ec = make_error_code(error::http_status);
-            drop_reason reason = classify_failure(ec);
-            if (r.status >= 400 && r.status < 500) reason = drop_reason::rejected_4xx;
+            const auto now = clock::now();
+            const auto d = policy.decide(
+                f.attempts, attempt_outcome{ec, r.status, r.retry_after},
+                std::chrono::duration_cast<std::chrono::milliseconds>(now - f.first_attempt),
+                jitter());
+            if (d.what == retry_decision::action::retry && !deadline_passed) {
+                schedule_retry(std::move(f), d.delay, ec, r);
+                after_work();
+                resume_draining();
+                return;
+            }
+            const drop_reason reason = d.reason;
             drop_events(reason, events);
             ++ctr[c_batches_failed];
             report(id, events, f.request->body.size(), f.created, false, reason, ec, r.status,
@@ -334,6 +380,37 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         }
         after_work();
         resume_draining();
+    }
+
+    // The batch keeps its body (and so every event its uuid): a receiver can recognise a
+    // re-sent event. It leaves its in-flight slot while it waits, so batches behind it go on.
+    void schedule_retry(in_flight_batch&& f, std::chrono::milliseconds delay, error_code ec,
+                        const dispatch_result& r) {
+        ++ctr[c_retries];
+        ctr[c_retry_events] += f.request->event_count;
+        ctr[c_retry_bytes] += f.request->body.size();
+        log(log_level::info, "batch " + std::to_string(f.id) + " attempt " +
+                                 std::to_string(f.attempts) + " failed (" + ec.message() +
+                                 (r.status ? ", status " + std::to_string(r.status) : "") +
+                                 "); retry in " + std::to_string(delay.count()) + " ms");
+        const std::uint64_t id = f.id;
+        f.retry_timer = std::make_unique<asio::steady_timer>(strand, delay);
+        f.retry_timer->async_wait([self = shared_from_this(), id](error_code tec) {
+            if (tec == asio::error::operation_aborted) return;
+            self->on_retry_due(id);
+        });
+        retrying.push_back(std::move(f));
+    }
+
+    void on_retry_due(std::uint64_t id) {
+        auto it = std::find_if(retrying.begin(), retrying.end(),
+                               [id](const in_flight_batch& f) { return f.id == id; });
+        if (it == retrying.end()) return;  // dropped at the close deadline
+        in_flight_batch f = std::move(*it);
+        retrying.erase(it);
+        f.retry_timer.reset();
+        ready_retries.push_back(std::move(f));
+        after_work();
     }
 
     // A batch finished: room may have opened in the backlog.
@@ -444,6 +521,8 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         std::uint64_t low = UINT64_MAX;
         if (!backlog.empty()) low = std::min(low, backlog.front().id);
         for (auto& f : in_flight) low = std::min(low, f.id);
+        for (auto& f : retrying) low = std::min(low, f.id);
+        for (auto& f : ready_retries) low = std::min(low, f.id);
         return low;
     }
 
@@ -509,6 +588,22 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         }
         in_flight.clear();
         ctr[c_inflight] = 0;
+        for (auto* list : {&retrying}) {
+            for (auto& f : *list) {
+                if (f.retry_timer) f.retry_timer->cancel();
+                fail_batch(f.id, f.request->event_count, f.request->body.size(), f.created,
+                           drop_reason::close_deadline, make_error_code(error::close_deadline),
+                           0, f.attempts, "close deadline passed while waiting to retry");
+            }
+            list->clear();
+        }
+        for (auto& f : ready_retries)
+            fail_batch(f.id, f.request->event_count, f.request->body.size(), f.created,
+                       drop_reason::close_deadline, make_error_code(error::close_deadline), 0,
+                       f.attempts, "close deadline passed while waiting to retry");
+        ready_retries.clear();
+        ctr[c_retry_events] = 0;
+        ctr[c_retry_bytes] = 0;
         if (dispatcher) dispatcher->shutdown();
         drain_for_waiters();  // remaining ring events are dropped with close_deadline
     }
@@ -516,7 +611,7 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     void check_close_done() {
         if (!closing || closed) return;
         if (ring.popped() < ring.pushed() || batches.open_events() != 0 || !backlog.empty() ||
-            !in_flight.empty())
+            !in_flight.empty() || !retrying.empty() || !ready_retries.empty())
             return;
         closed = true;
         close_timer.cancel();
@@ -567,7 +662,10 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         m.backlog_bytes = v[c_backlog_bytes];
         m.in_flight_events = v[c_inflight_events];
         m.in_flight = v[c_inflight];
-        m.pending = m.queue_depth + m.open_batch_events + m.backlog_events + m.in_flight_events;
+        m.retry_wait_events = v[c_retry_events];
+        m.retries = v[c_retries];
+        m.pending = m.queue_depth + m.open_batch_events + m.backlog_events + m.in_flight_events +
+                    m.retry_wait_events;
         m.batches_sent = v[c_batches_sent];
         m.batches_delivered = v[c_batches_delivered];
         m.batches_failed = v[c_batches_failed];
@@ -601,6 +699,11 @@ void validate(const processor_config& c, bool custom_dispatcher) {
     if (c.backlog_max_bytes < c.batch.max_batch_bytes)
         throw_config("backlog_max_bytes must be at least batch.max_batch_bytes");
     if (c.drain_chunk == 0) throw_config("drain_chunk must be at least 1");
+    if (c.retry.max_attempts == 0) throw_config("retry.max_attempts must be at least 1");
+    if (c.retry.base_backoff.count() < 0 || c.retry.max_backoff < c.retry.base_backoff)
+        throw_config("retry.max_backoff must be at least retry.base_backoff (both >= 0)");
+    if (c.retry.max_retry_time.count() < 0 || c.retry.max_retry_after.count() < 0)
+        throw_config("retry.max_retry_time and retry.max_retry_after must be >= 0");
     if (!custom_dispatcher && c.http.max_connections == 0)
         throw_config("http.max_connections must be at least 1");
 }

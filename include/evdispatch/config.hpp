@@ -36,6 +36,26 @@ struct http_config {
     std::size_t max_response_bytes = 64 * 1024;
     /// Value of the User-Agent header. Default "evdispatch/<version>".
     std::string user_agent;
+    /// A connection is closed after this many requests (recycled). Default 0: no limit.
+    std::size_t max_requests_per_connection = 0;
+    /// An idle keep-alive connection older than this is closed instead of reused. Default 30 s.
+    /// 0 means no limit.
+    std::chrono::milliseconds idle_timeout{30'000};
+};
+
+/// When and how a failed batch is sent again (see retry_policy.hpp and docs/delivery.md).
+struct retry_config {
+    /// Attempts per batch, the first included. Default 5. 1 means no retries; 0 is invalid.
+    unsigned max_attempts = 5;
+    /// Backoff before the first retry; doubles each attempt, full jitter. Default 200 ms.
+    std::chrono::milliseconds base_backoff{200};
+    /// Largest backoff between two attempts. Default 30 s.
+    std::chrono::milliseconds max_backoff{30'000};
+    /// Total time a batch may spend retrying, from its first attempt; a retry that would start
+    /// later is not made. Default 2 min. 0 means no limit (max_attempts still applies).
+    std::chrono::milliseconds max_retry_time{120'000};
+    /// Largest wait honoured from a Retry-After header; a longer one is capped. Default 60 s.
+    std::chrono::milliseconds max_retry_after{60'000};
 };
 
 /// TLS settings for https:// endpoints.
@@ -61,6 +81,7 @@ struct processor_config {
     batch_config batch;   ///< Batching rules.
     http_config http;     ///< HTTP transport.
     tls_config tls;       ///< TLS verification.
+    retry_config retry;   ///< Retries with backoff.
     /// Bytes of closed batches waiting for a free connection; a batch that would exceed it is
     /// dropped (reason backlog_full). Default 16 MiB. Must be at least batch.max_batch_bytes.
     std::size_t backlog_max_bytes = 16 * 1024 * 1024;

@@ -8,7 +8,9 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <chrono>
 #include <cstddef>
+#include <optional>
 #include <memory>
 #include <string>
 
@@ -21,6 +23,8 @@ struct dispatch_result {
     std::size_t bytes_sent = 0;  ///< Request bytes written (0 if nothing was sent).
     bool connection_opened = false;  ///< A new connection was opened for this attempt.
     bool bytes_on_wire = false;  ///< Some part of the request reached the server.
+    /// The server's Retry-After converted to a wait (HTTP dispatcher), if it sent one.
+    std::optional<std::chrono::milliseconds> retry_after;
 };
 
 /// Completion signature of event_dispatcher::async_dispatch.

@@ -30,11 +30,13 @@ struct metrics_snapshot {
     std::uint64_t backlog_bytes = 0;    ///< Bytes of those batches.
     std::uint64_t in_flight_events = 0;  ///< Events in batches being sent.
     std::uint64_t in_flight = 0;        ///< Requests being sent.
+    std::uint64_t retry_wait_events = 0;  ///< Events in batches waiting to be retried.
 
     std::uint64_t batches_sent = 0;     ///< Batches closed and handed to the dispatcher.
     std::uint64_t batches_delivered = 0;  ///< Batches acknowledged.
     std::uint64_t batches_failed = 0;   ///< Batches given up.
     std::uint64_t requests = 0;         ///< Delivery attempts (requests started).
+    std::uint64_t retries = 0;          ///< Attempts scheduled after a failed one.
     std::uint64_t bytes_sent = 0;       ///< Request body bytes of delivered batches.
     std::uint64_t connections_opened = 0;  ///< Connections the dispatcher opened.
 
@@ -60,7 +62,8 @@ struct metrics_snapshot {
     /// Whether pending equals the sum of the pipeline stages and accounting balances.
     bool balanced() const noexcept {
         return accepted == delivered + dropped_after_accept() + pending &&
-               pending == queue_depth + open_batch_events + backlog_events + in_flight_events;
+               pending == queue_depth + open_batch_events + backlog_events + in_flight_events +
+                              retry_wait_events;
     }
 };
 

@@ -18,6 +18,8 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <map>
+#include <optional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -120,6 +122,7 @@ TEST_CASE("accounting balances at every snapshot under load and after close",
     hooks.on_batch_result = [&](const batch_result& r) { reported_events += r.events; };
     auto cfg = small_config();
     cfg.queue_capacity = 256;
+    cfg.retry.max_attempts = 1;  // failures are final here: drops must be accounted
     batch_event_processor p(fx.executor(), cfg, hooks);
     event_builder b(test::make_context(cfg.endpoint));
 
@@ -361,4 +364,148 @@ TEST_CASE("invalid configuration is refused with a message naming the field",
             }
         }
     }
+}
+
+namespace {
+
+/// Fails the attempts that `fail(body, attempt_no)` says, succeeding otherwise; completes on
+/// its own thread. Records every body it was given.
+class scripted_dispatcher final : public event_dispatcher {
+public:
+    using rule = std::function<std::optional<dispatch_result>(const std::string&, int)>;
+    explicit scripted_dispatcher(rule r) : rule_(std::move(r)) {
+        thread_ = std::thread([this] { io_.run(); });
+    }
+    ~scripted_dispatcher() override {
+        guard_.reset();
+        thread_.join();
+    }
+    void async_dispatch(std::shared_ptr<const log_event> ev,
+                        asio::any_completion_handler<dispatch_signature> h) override {
+        asio::post(io_, [this, ev, h = std::move(h)]() mutable {
+            int attempt;
+            {
+                std::lock_guard lk(mu_);
+                attempt = ++attempts_[ev->body];
+                sent_.push_back(ev->body);
+            }
+            if (auto failure = rule_(ev->body, attempt)) {
+                std::move(h)(make_error_code(failure->status ? error::http_status
+                                                             : error::connection_lost),
+                             std::move(*failure));
+                return;
+            }
+            dispatch_result ok;
+            ok.status = 204;
+            std::move(h)(error_code{}, std::move(ok));
+        });
+    }
+    std::size_t max_in_flight() const noexcept override { return 2; }
+    std::vector<std::string> sent() {
+        std::lock_guard lk(mu_);
+        return sent_;
+    }
+
+private:
+    rule rule_;
+    std::mutex mu_;
+    std::map<std::string, int> attempts_;
+    std::vector<std::string> sent_;
+    asio::io_context io_;
+    asio::executor_work_guard<asio::io_context::executor_type> guard_{io_.get_executor()};
+    std::thread thread_;
+};
+
+}  // namespace
+
+TEST_CASE("failed attempts are retried with the same body until delivered", "[unit][retry]") {
+    auto d = std::make_shared<scripted_dispatcher>([](const std::string&, int attempt) {
+        std::optional<dispatch_result> r;
+        if (attempt <= 2) {
+            r.emplace();
+            r->status = attempt == 1 ? 503 : 0;  // a 503, then a lost connection
+        }
+        return r;
+    });
+    std::vector<unsigned> attempts;
+    std::mutex mu;
+    processor_hooks hooks;
+    hooks.dispatcher = d;
+    hooks.on_batch_result = [&](const batch_result& r) {
+        std::lock_guard lk(mu);
+        attempts.push_back(r.attempts);
+        CHECK(r.delivered);
+    };
+    auto cfg = small_config();
+    cfg.retry.base_backoff = 5ms;
+    batch_event_processor p(cfg, hooks);
+    event_builder b(test::make_context(cfg.endpoint));
+    for (int i = 0; i < 30; ++i) p.process(test::make_impression(b, i));
+    auto r = p.async_close(10s, asio::use_future).get();
+    CHECK(r.delivered == 30);
+    CHECK(r.metrics.retries == 6);   // 3 batches x 2 failed attempts
+    CHECK(r.metrics.requests == 9);
+    std::lock_guard lk(mu);
+    CHECK(attempts == std::vector<unsigned>{3, 3, 3});
+    // Each body was sent three times, byte for byte (same uuids).
+    auto sent = d->sent();
+    std::map<std::string, int> times;
+    for (auto& s : sent) ++times[s];
+    CHECK(times.size() == 3);
+    for (auto& [body, n] : times) CHECK(n == 3);
+}
+
+TEST_CASE("a batch waiting for its retry does not block the batches behind it",
+          "[unit][retry]") {
+    // The first batch (visitor user-0) answers 503 with Retry-After 400 ms twice.
+    auto d = std::make_shared<scripted_dispatcher>([](const std::string& body, int attempt) {
+        std::optional<dispatch_result> r;
+        if (body.find("\"user-0\"") != std::string::npos && attempt <= 2) {
+            r.emplace();
+            r->status = 503;
+            r->retry_after = std::chrono::milliseconds(400);
+        }
+        return r;
+    });
+    std::vector<std::uint64_t> order;
+    std::mutex mu;
+    processor_hooks hooks;
+    hooks.dispatcher = d;
+    hooks.on_batch_result = [&](const batch_result& r) {
+        std::lock_guard lk(mu);
+        order.push_back(r.batch_id);
+    };
+    auto cfg = small_config();
+    batch_event_processor p(cfg, hooks);
+    event_builder b(test::make_context(cfg.endpoint));
+    for (int i = 0; i < 100; ++i) p.process(test::make_impression(b, i));
+    auto r = p.async_close(10s, asio::use_future).get();
+    CHECK(r.delivered == 100);
+    std::lock_guard lk(mu);
+    REQUIRE(order.size() == 10);
+    CHECK(order.back() == 1);  // the retried batch finished last; the 9 others went past it
+}
+
+TEST_CASE("retries give up with the reason of the last failure", "[unit][retry]") {
+    auto d = std::make_shared<scripted_dispatcher>([](const std::string&, int) {
+        std::optional<dispatch_result> r;
+        r.emplace();
+        r->status = 500;
+        return r;
+    });
+    auto cfg = small_config();
+    cfg.retry.max_attempts = 3;
+    cfg.retry.base_backoff = 1ms;
+    std::atomic<unsigned> last_attempts{0};
+    processor_hooks hooks;
+    hooks.dispatcher = d;
+    hooks.on_batch_result = [&](const batch_result& r) { last_attempts = r.attempts; };
+    batch_event_processor p(cfg, hooks);
+    event_builder b(test::make_context(cfg.endpoint));
+    for (int i = 0; i < 10; ++i) p.process(test::make_impression(b, i));
+    auto r = p.async_close(10s, asio::use_future).get();
+    CHECK(r.delivered == 0);
+    CHECK(r.dropped[std::size_t(drop_reason::server_error)] == 10);
+    CHECK(last_attempts == 3);
+    CHECK(r.metrics.pending == 0);
 }

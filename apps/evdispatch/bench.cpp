@@ -1,0 +1,635 @@
+// evdispatch bench: drives the processor with producer threads against the embedded loopback
+// collector (or a receiver at --url), and compares with baselines run in the same process.
+
+#include "commands.hpp"
+#include "histogram.hpp"
+#include "options.hpp"
+
+#include <evdispatch/evdispatch.hpp>
+
+#include "batcher.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#define EVDISPATCH_HAVE_TSC 1
+#endif
+
+#include <atomic>
+#include <cinttypes>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <fstream>
+#include <future>
+#include <optional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace evdispatch::app {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+using clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct bench_options {
+    std::uint64_t events = 0;  // 0: run for duration
+    std::chrono::milliseconds duration{10'000};
+    unsigned producers = 4;
+    double rate = 0;  // events/s over all producers; 0 = as fast as possible
+    processor_config proc;
+    std::chrono::milliseconds collector_delay{0};
+    std::string baseline = "sync";
+    std::chrono::milliseconds baseline_duration{2'000};
+    bool json_out = false;
+    std::string url;  // empty: embedded collector
+    std::chrono::milliseconds close_timeout{30'000};
+    bool progress = true;
+};
+
+struct run_result {
+    std::string name;
+    std::uint64_t submitted = 0, accepted = 0, delivered = 0, duplicates = 0;
+    std::array<std::uint64_t, drop_reason_count> dropped{};
+    double seconds = 0;
+    double delivered_per_sec = 0;
+    std::uint64_t p50 = 0, p99 = 0, p999 = 0;  // process() ns
+    double e2e_p50_ms = 0, e2e_p99_ms = 0;
+    std::uint64_t batches = 0;
+    double mean_batch_events = 0;
+    std::uint64_t connections_opened = 0;
+    double dispatcher_cpu_ns_per_event = 0;
+    double peak_rss_mb = 0;
+    std::uint64_t collector_events = 0;
+    bool balanced = true;
+};
+
+double peak_rss_mb() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+// Cheap timestamps for process() timing: the TSC where available, calibrated against the
+// steady clock over the run.
+inline std::uint64_t ticks() noexcept {
+#ifdef EVDISPATCH_HAVE_TSC
+    return __rdtsc();
+#else
+    return static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
+#endif
+}
+
+struct tick_calibration {
+    clock::time_point t0 = clock::now();
+    std::uint64_t k0 = ticks();
+    double ns_per_tick() const {
+        const auto dt = std::chrono::duration<double, std::nano>(clock::now() - t0).count();
+        const auto dk = static_cast<double>(ticks() - k0);
+        return dk > 0 ? dt / dk : 1.0;
+    }
+};
+
+/// Realistic inputs: impressions with 3 attributes, conversions with tags (1 in 5).
+struct workload {
+    explicit workload(context_ptr ctx) : builder(std::move(ctx), false) {}
+
+    event_ptr make(std::uint64_t n, impression_input& imp, conversion_input& conv) const {
+        if (n % 5 == 4) {
+            conv.user_id.assign("user-");
+            conv.user_id += std::to_string(n % 1'000'003);
+            conv.revenue = static_cast<std::int64_t>(n % 10'000);
+            return builder.make_conversion(conv);
+        }
+        imp.user_id.assign("user-");
+        imp.user_id += std::to_string(n % 1'000'003);
+        std::get<std::int64_t>(imp.attributes[2].value) = static_cast<std::int64_t>(n % 90);
+        return builder.make_impression(imp);
+    }
+
+    static impression_input impression() {
+        impression_input in;
+        in.attributes = {{"device", "111094", std::string("iphone")},
+                         {"is_premium", "111095", true},
+                         {"age", "111096", std::int64_t(30)}};
+        in.campaign_id = "111182";
+        in.experiment_id = "111127";
+        in.variation_id = "111129";
+        in.variation_key = "variation";
+        in.flag_key = "checkout_flow";
+        in.rule_key = "test_experiment";
+        in.rule_type = "experiment";
+        in.enabled = true;
+        return in;
+    }
+    static conversion_input conversion() {
+        conversion_input in;
+        in.attributes = {{"device", "111094", std::string("android")},
+                         {"is_premium", "111095", false}};
+        in.event_id = "111095";
+        in.event_key = "purchase";
+        in.value = 12.5;
+        in.tags_json = R"({"revenue":4200,"value":12.5,"category":"shoes"})";
+        return in;
+    }
+
+    event_builder builder;
+};
+
+context_ptr make_bench_context(const std::string& url) {
+    auto c = std::make_shared<event_context>();
+    c->account_id = "12001";
+    c->project_id = "111001";
+    c->revision = "42";
+    c->endpoint = url;
+    return c;
+}
+
+// Runs `producers` threads that build and hand over events until the count or the time is
+// reached. `submit` returns true when the event was accepted.
+template <class Submit>
+void drive_producers(const bench_options& o, const context_ptr& ctx, Submit&& submit,
+                     std::vector<histogram>& hist, std::atomic<std::uint64_t>& submitted,
+                     std::atomic<bool>& stop) {
+    workload wl(ctx);
+    const auto start = clock::now();
+    const auto end = start + o.duration;
+    std::vector<std::thread> ts;
+    hist.assign(o.producers, histogram{});
+    for (unsigned p = 0; p < o.producers; ++p) {
+        ts.emplace_back([&, p] {
+            auto imp = workload::impression();
+            auto conv = workload::conversion();
+            const std::uint64_t quota =
+                o.events ? o.events / o.producers + (p < o.events % o.producers ? 1 : 0)
+                         : UINT64_MAX;
+            const double per_thread_rate = o.rate > 0 ? o.rate / o.producers : 0;
+            auto next = clock::now();
+            const auto interval =
+                per_thread_rate > 0
+                    ? std::chrono::duration_cast<clock::duration>(
+                          std::chrono::duration<double>(1.0 / per_thread_rate))
+                    : clock::duration::zero();
+            histogram& h = hist[p];
+            for (std::uint64_t i = 0; i < quota; ++i) {
+                if ((i & 255) == 0 && (stop.load(std::memory_order_relaxed) ||
+                                       (!o.events && clock::now() >= end)))
+                    break;
+                if (per_thread_rate > 0) {
+                    next += interval;
+                    const auto now = clock::now();
+                    if (next > now) std::this_thread::sleep_until(next);
+                }
+                auto ev = wl.make(i * o.producers + p, imp, conv);
+                const auto k0 = ticks();
+                const bool ok = submit(std::move(ev));
+                const auto k1 = ticks();
+                h.record(k1 - k0);
+                submitted.fetch_add(1, std::memory_order_relaxed);
+                if (!ok) std::this_thread::yield();  // queue full: let the dispatcher run
+            }
+        });
+    }
+    for (auto& t : ts) t.join();
+}
+
+std::uint64_t cpu_ns_of(std::thread& t) {
+    clockid_t cid;
+    if (pthread_getcpuclockid(t.native_handle(), &cid) != 0) return 0;
+    timespec ts{};
+    clock_gettime(cid, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull +
+           static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+void progress_line(bool tty, double secs, std::uint64_t submitted, const metrics_snapshot& m) {
+    const double rate = secs > 0 ? static_cast<double>(m.delivered) / secs : 0;
+    if (tty)
+        std::fprintf(stderr,
+                     "\r  %5.1fs  sent %10" PRIu64 "  delivered %10" PRIu64
+                     "  %9.0f ev/s  queue %6" PRIu64 "  in-flight %2" PRIu64 "   ",
+                     secs, submitted, m.delivered, rate, m.queue_depth, m.in_flight);
+    else
+        std::fprintf(stderr,
+                     "  %5.1fs sent=%" PRIu64 " delivered=%" PRIu64 " rate=%.0f/s queue=%" PRIu64
+                     " in_flight=%" PRIu64 "\n",
+                     secs, submitted, m.delivered, rate, m.queue_depth, m.in_flight);
+}
+
+run_result run_ours(const bench_options& o, const std::string& url, collector* col) {
+    run_result r;
+    r.name = "evdispatch";
+    asio::io_context io(1);
+    auto guard = asio::make_work_guard(io);
+    std::thread dispatcher_thread([&] { io.run(); });
+
+    histogram e2e;  // microseconds, recorded on the strand
+    std::uint64_t batch_events = 0, batch_count = 0;
+    processor_hooks hooks;
+    hooks.on_batch_result = [&](const batch_result& br) {
+        if (!br.delivered) return;
+        for (auto t : br.created)
+            e2e.record(static_cast<std::uint64_t>(
+                std::chrono::duration_cast<std::chrono::microseconds>(br.finished - t).count()));
+        batch_events += br.events;
+        ++batch_count;
+    };
+    processor_config pc = o.proc;
+    pc.endpoint = url;
+    auto proc = std::make_unique<batch_event_processor>(io.get_executor(), pc, hooks);
+    auto ctx = make_bench_context(url);
+
+    std::atomic<std::uint64_t> submitted{0};
+    std::atomic<bool> stop{false}, done{false};
+    const auto start = clock::now();
+    const bool tty = o.progress && isatty(STDERR_FILENO);
+    std::thread progress([&] {
+        auto next = start + 1s;
+        while (!done.load()) {
+            std::this_thread::sleep_for(50ms);
+            if (clock::now() < next) continue;
+            next += 1s;
+            if (o.progress)
+                progress_line(tty, std::chrono::duration<double>(clock::now() - start).count(),
+                              submitted.load(), proc->metrics());
+        }
+    });
+    tick_calibration cal;
+    std::vector<histogram> hist;
+    drive_producers(
+        o, ctx,
+        [&](event_ptr ev) { return proc->process(std::move(ev)) == process_result::accepted; },
+        hist, submitted, stop);
+    const double ns_per_tick = cal.ns_per_tick();
+
+    std::promise<close_report> closed;
+    proc->async_close(o.close_timeout,
+                      [&](boost::system::error_code, close_report rep) { closed.set_value(rep); });
+    const close_report rep = closed.get_future().get();
+    const auto finish = clock::now();
+    done = true;
+    progress.join();
+    if (tty) std::fprintf(stderr, "\n");
+    proc.reset();
+    guard.reset();
+    io.run_for(2s);  // let sockets close
+    io.stop();
+    const std::uint64_t cpu = cpu_ns_of(dispatcher_thread);
+    dispatcher_thread.join();
+
+    histogram all;
+    for (auto& h : hist) all.merge(h);
+    const auto& m = rep.metrics;
+    r.submitted = m.submitted();
+    r.accepted = m.accepted;
+    r.delivered = m.delivered;
+    r.dropped = m.dropped;
+    r.seconds = std::chrono::duration<double>(finish - start).count();
+    r.delivered_per_sec = static_cast<double>(m.delivered) / r.seconds;
+    r.p50 = static_cast<std::uint64_t>(static_cast<double>(all.quantile(0.50)) * ns_per_tick);
+    r.p99 = static_cast<std::uint64_t>(static_cast<double>(all.quantile(0.99)) * ns_per_tick);
+    r.p999 = static_cast<std::uint64_t>(static_cast<double>(all.quantile(0.999)) * ns_per_tick);
+    r.e2e_p50_ms = static_cast<double>(e2e.quantile(0.50)) / 1000.0;
+    r.e2e_p99_ms = static_cast<double>(e2e.quantile(0.99)) / 1000.0;
+    r.batches = m.batches_delivered;
+    r.mean_batch_events =
+        batch_count ? static_cast<double>(batch_events) / static_cast<double>(batch_count) : 0;
+    r.connections_opened = m.connections_opened;
+    r.dispatcher_cpu_ns_per_event =
+        m.delivered ? static_cast<double>(cpu) / static_cast<double>(m.delivered) : 0;
+    r.peak_rss_mb = peak_rss_mb();
+    r.balanced = m.balanced() && m.pending == 0 &&
+                 m.accepted == m.delivered + m.dropped_after_accept();
+    if (col) {
+        const auto s = col->stats();
+        r.duplicates = s.duplicates;
+        r.collector_events = s.unique_events;
+    }
+    return r;
+}
+
+// Baseline "sync": one blocking POST per event on the producer thread over a new connection
+// each time (what a synchronous SDK dispatcher without a session does). "sync-keepalive": the
+// same, but each producer keeps its connection open (a synchronous dispatcher at its best).
+run_result run_sync_baseline(const bench_options& o, const std::string& url, collector* col,
+                             bool keep_alive) {
+    run_result r;
+    r.name = keep_alive ? "sync-keepalive" : "sync";
+    const auto parsed = [&] {
+        // host/port/target from the URL, as the HTTP dispatcher would.
+        auto sep = url.find("://");
+        auto rest = url.substr(sep + 3);
+        auto slash = rest.find('/');
+        auto hostport = rest.substr(0, slash);
+        auto colon = hostport.rfind(':');
+        struct hp {
+            std::string host, port, target;
+        };
+        return hp{hostport.substr(0, colon), hostport.substr(colon + 1),
+                  slash == std::string::npos ? "/" : rest.substr(slash)};
+    }();
+    const auto before = col ? col->stats() : collector_stats{};
+    bench_options bo = o;
+    bo.duration = o.baseline_duration;
+    bo.events = 0;
+    auto ctx = make_bench_context(url);
+    std::string prefix;
+    detail::write_envelope_prefix(prefix, *ctx);
+
+    std::atomic<std::uint64_t> submitted{0}, delivered{0}, failed{0}, reconnects{0};
+    std::atomic<bool> stop{false};
+    std::mutex conn_mu;
+    std::vector<std::unique_ptr<beast::tcp_stream>> streams;
+    std::vector<std::unique_ptr<beast::flat_buffer>> buffers;
+    asio::io_context io;
+    thread_local beast::tcp_stream* tl_stream = nullptr;
+    thread_local beast::flat_buffer* tl_buffer = nullptr;
+
+    std::vector<histogram> hist;
+    const auto start = clock::now();
+    tick_calibration cal;
+    drive_producers(
+        bo, ctx,
+        [&](event_ptr ev) {
+            if (!keep_alive && tl_stream) {
+                boost::system::error_code ignored;
+                tl_stream->socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+                tl_stream->socket().close(ignored);
+                tl_stream->connect(asio::ip::tcp::resolver(io).resolve(parsed.host, parsed.port));
+                ++reconnects;
+                tl_buffer->clear();
+            }
+            if (!tl_stream) {
+                auto s = std::make_unique<beast::tcp_stream>(io);
+                asio::ip::tcp::resolver res(io);
+                s->connect(res.resolve(parsed.host, parsed.port));
+                std::lock_guard lk(conn_mu);
+                tl_stream = s.get();
+                streams.push_back(std::move(s));
+                buffers.push_back(std::make_unique<beast::flat_buffer>());
+                tl_buffer = buffers.back().get();
+            }
+            http::request<http::string_body> req{http::verb::post, parsed.target, 11};
+            req.set(http::field::host, parsed.host);
+            req.set(http::field::content_type, "application/json");
+            req.body() = prefix;
+            req.body() += ev->visitor_json;
+            req.body() += "]}";
+            req.prepare_payload();
+            boost::system::error_code ec;
+            http::write(*tl_stream, req, ec);
+            http::response<http::string_body> res;
+            if (!ec) http::read(*tl_stream, *tl_buffer, res, ec);
+            if (!ec && res.result_int() / 100 == 2) {
+                ++delivered;
+                return true;
+            }
+            ++failed;
+            return false;
+        },
+        hist, submitted, stop);
+    const double ns_per_tick = cal.ns_per_tick();
+    const auto finish = clock::now();
+    r.submitted = submitted;
+    r.accepted = submitted;
+    r.delivered = delivered;
+    r.dropped[static_cast<std::size_t>(drop_reason::network_error)] = failed;
+    r.seconds = std::chrono::duration<double>(finish - start).count();
+    r.delivered_per_sec = static_cast<double>(r.delivered) / r.seconds;
+    histogram all;
+    for (auto& h : hist) all.merge(h);
+    r.p50 = static_cast<std::uint64_t>(static_cast<double>(all.quantile(0.50)) * ns_per_tick);
+    r.p99 = static_cast<std::uint64_t>(static_cast<double>(all.quantile(0.99)) * ns_per_tick);
+    r.p999 = static_cast<std::uint64_t>(static_cast<double>(all.quantile(0.999)) * ns_per_tick);
+    r.e2e_p50_ms = r.p50 / 1e6;
+    r.e2e_p99_ms = r.p99 / 1e6;
+    r.batches = r.delivered;
+    r.mean_batch_events = 1;
+    r.connections_opened = streams.size() + reconnects.load();
+    r.peak_rss_mb = peak_rss_mb();
+    r.balanced = r.submitted == r.delivered + failed;
+    if (col) {
+        const auto s = col->stats();
+        r.duplicates = s.duplicates - before.duplicates;
+        r.collector_events = s.unique_events - before.unique_events;
+    }
+    for (auto& s : streams) {
+        boost::system::error_code ignored;
+        s->socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    }
+    return r;
+}
+
+json::object to_json(const run_result& r) {
+    json::object o;
+    o["accepted"] = r.accepted;
+    o["submitted"] = r.submitted;
+    o["delivered"] = r.delivered;
+    json::object d;
+    for (auto reason : all_drop_reasons)
+        if (r.dropped[static_cast<std::size_t>(reason)])
+            d[to_string(reason)] = r.dropped[static_cast<std::size_t>(reason)];
+    o["dropped"] = std::move(d);
+    o["duplicates"] = r.duplicates;
+    o["seconds"] = r.seconds;
+    o["delivered_events_per_sec"] = r.delivered_per_sec;
+    o["process_ns_p50"] = r.p50;
+    o["process_ns_p99"] = r.p99;
+    o["process_ns_p999"] = r.p999;
+    o["e2e_latency_ms_p50"] = r.e2e_p50_ms;
+    o["e2e_latency_ms_p99"] = r.e2e_p99_ms;
+    o["batches"] = r.batches;
+    o["mean_batch_events"] = r.mean_batch_events;
+    o["connections_opened"] = r.connections_opened;
+    o["dispatcher_cpu_ns_per_event"] = r.dispatcher_cpu_ns_per_event;
+    o["peak_rss_mb"] = r.peak_rss_mb;
+    o["accounting_balanced"] = r.balanced;
+    return o;
+}
+
+void print_table(const run_result& r, const run_result* base) {
+    auto row = [&](const char* name, auto fn) {
+        std::printf("  %-30s %16s", name, fn(r).c_str());
+        if (base) std::printf(" %16s", fn(*base).c_str());
+        std::printf("\n");
+    };
+    auto u = [](std::uint64_t v) { return std::to_string(v); };
+    auto f = [](double v, int prec) {
+        char b[64];
+        std::snprintf(b, sizeof b, "%.*f", prec, v);
+        return std::string(b);
+    };
+    std::printf("\n  %-30s %16s", "", r.name.c_str());
+    if (base) std::printf(" %16s", base->name.c_str());
+    std::printf("\n");
+    row("events accepted", [&](const run_result& x) { return u(x.accepted); });
+    row("events delivered", [&](const run_result& x) { return u(x.delivered); });
+    for (auto reason : all_drop_reasons) {
+        const auto i = static_cast<std::size_t>(reason);
+        if (r.dropped[i] || (base && base->dropped[i])) {
+            const std::string label = "dropped: " + std::string(to_string(reason));
+            row(label.c_str(), [&](const run_result& x) { return u(x.dropped[i]); });
+        }
+    }
+    row("duplicates at collector", [&](const run_result& x) { return u(x.duplicates); });
+    row("delivered events/s", [&](const run_result& x) { return f(x.delivered_per_sec, 0); });
+    row("process() p50 / p99 / p999 ns", [&](const run_result& x) {
+        return u(x.p50) + "/" + u(x.p99) + "/" + u(x.p999);
+    });
+    row("accept->ack p50 / p99 ms", [&](const run_result& x) {
+        return f(x.e2e_p50_ms, 2) + "/" + f(x.e2e_p99_ms, 2);
+    });
+    row("batches (mean events)", [&](const run_result& x) {
+        return u(x.batches) + " (" + f(x.mean_batch_events, 1) + ")";
+    });
+    row("connections opened", [&](const run_result& x) { return u(x.connections_opened); });
+    row("dispatcher CPU ns/event",
+        [&](const run_result& x) { return f(x.dispatcher_cpu_ns_per_event, 0); });
+    row("peak RSS MB", [&](const run_result& x) { return f(x.peak_rss_mb, 1); });
+    row("accepted == delivered+dropped",
+        [&](const run_result& x) { return std::string(x.balanced ? "yes" : "NO"); });
+    if (base && base->delivered_per_sec > 0)
+        std::printf("\n  speedup (delivered events/s, %s over %s): %.1fx\n", r.name.c_str(),
+                    base->name.c_str(), r.delivered_per_sec / base->delivered_per_sec);
+}
+
+const char* bench_help =
+    "usage: evdispatch bench [options]\n"
+    "  --events N              events to send (default: run for --duration)\n"
+    "  --duration T            run time when --events is not given (default 10s)\n"
+    "  --producers P           producer threads (default 4)\n"
+    "  --rate R                events/s over all producers (default: as fast as possible)\n"
+    "  --batch-size N          events per batch (default 10)\n"
+    "  --flush-interval T      batch age limit (default 30s)\n"
+    "  --max-batch-bytes N     bytes per batch body (default 1048576)\n"
+    "  --connections N         keep-alive connections (default 4)\n"
+    "  --queue-capacity N      hand-off ring capacity (default 10000)\n"
+    "  --collector-delay-ms N  delay each collector response (default 0)\n"
+    "  --baseline B            baseline run in the same process: sync (one blocking POST per\n"
+    "                          event, new connection each), sync-keepalive, none (default sync)\n"
+    "  --baseline-duration T   baseline run time (default 2s)\n"
+    "  --url URL               send to a receiver you run instead of the embedded collector\n"
+    "  --ca-file FILE          extra CA bundle for an https --url\n"
+    "  --close-timeout T       deadline for delivering what is left at the end (default 30s)\n"
+    "  --json                  print one JSON object on stdout instead of the table\n"
+    "  --quiet                 no progress lines\n";
+
+}  // namespace
+
+int run_bench(const args& a) {
+    option_parser p({"events", "duration", "producers", "rate", "batch-size", "flush-interval",
+                     "max-batch-bytes", "connections", "queue-capacity", "collector-delay-ms",
+                     "baseline", "baseline-duration", "url", "ca-file", "close-timeout"},
+                    {"json", "quiet", "help"});
+    p.parse(a);
+    if (p.flag("help")) {
+        std::fputs(bench_help, stdout);
+        return 0;
+    }
+    bench_options o;
+    o.events = p.u64("events", 0);
+    o.duration = p.ms("duration", o.duration, "s");
+    o.producers = static_cast<unsigned>(p.u64("producers", 4, 1, 256));
+    o.rate = p.num("rate", 0, 0, 1e9);
+    o.proc.batch.batch_size = p.u64("batch-size", 10, 1);
+    o.proc.batch.flush_interval = p.ms("flush-interval", 30'000ms);
+    o.proc.batch.max_batch_bytes = p.u64("max-batch-bytes", 1 << 20, 1024);
+    o.proc.http.max_connections = p.u64("connections", 4, 1, 1024);
+    o.proc.queue_capacity = p.u64("queue-capacity", 10'000, 2);
+    o.collector_delay = std::chrono::milliseconds(p.u64("collector-delay-ms", 0, 0, 600'000));
+    o.baseline = p.str("baseline", "sync");
+    if (o.baseline != "sync" && o.baseline != "sync-keepalive" && o.baseline != "none")
+        throw usage_error("--baseline must be sync, sync-keepalive or none");
+    o.baseline_duration = p.ms("baseline-duration", o.baseline_duration, "s");
+    o.url = p.str("url", "");
+    o.proc.tls.ca_file = p.str("ca-file", "");
+    o.close_timeout = p.ms("close-timeout", o.close_timeout, "s");
+    o.json_out = p.flag("json");
+    o.progress = !p.flag("quiet");
+    if (o.proc.batch.flush_interval.count() == 0)
+        throw usage_error("--flush-interval must be at least 1ms");
+    if (o.duration.count() == 0 && o.events == 0)
+        throw usage_error("--duration must be positive when --events is not given");
+
+    std::unique_ptr<collector> col;
+    std::string url = o.url;
+    if (url.empty()) {
+        collector_config cc;
+        cc.delay = o.collector_delay;
+        col = std::make_unique<collector>(cc);
+        url = col->url();
+    }
+    if (o.progress)
+        std::fprintf(stderr, "evdispatch bench: %u producers -> %s (batch %zu, %zu connections)\n",
+                     o.producers, url.c_str(), o.proc.batch.batch_size,
+                     o.proc.http.max_connections);
+    const run_result ours = run_ours(o, url, col.get());
+    std::optional<run_result> base;
+    if (o.baseline != "none") {
+        if (o.progress)
+            std::fprintf(stderr, "baseline %s: one blocking POST per event...\n",
+                         o.baseline.c_str());
+        base = run_sync_baseline(o, url, col.get(), o.baseline == "sync-keepalive");
+    }
+
+    if (o.json_out) {
+        json::object out = to_json(ours);
+        json::object cfg;
+        cfg["url"] = url;
+        cfg["embedded_collector"] = o.url.empty();
+        cfg["events"] = o.events;
+        cfg["duration_s"] = static_cast<double>(o.duration.count()) / 1000.0;
+        cfg["producers"] = o.producers;
+        cfg["rate"] = o.rate;
+        cfg["batch_size"] = o.proc.batch.batch_size;
+        cfg["flush_interval_ms"] = o.proc.batch.flush_interval.count();
+        cfg["max_batch_bytes"] = o.proc.batch.max_batch_bytes;
+        cfg["connections"] = o.proc.http.max_connections;
+        cfg["queue_capacity"] = o.proc.queue_capacity;
+        cfg["collector_delay_ms"] = o.collector_delay.count();
+        cfg["baseline"] = o.baseline;
+        out["config"] = std::move(cfg);
+        if (base) {
+            out["baseline"] = to_json(*base);
+            out["speedup"] = base->delivered_per_sec > 0
+                                 ? ours.delivered_per_sec / base->delivered_per_sec
+                                 : 0.0;
+        }
+        std::printf("%s\n", json::serialize(out).c_str());
+    } else {
+        print_table(ours, base ? &*base : nullptr);
+    }
+    if (!ours.balanced) {
+        std::fprintf(stderr, "evdispatch bench: accounting does not balance\n");
+        return 1;
+    }
+    if (col && ours.collector_events + (base ? base->collector_events : 0) <
+                   ours.delivered + (base ? base->delivered : 0)) {
+        std::fprintf(stderr, "evdispatch bench: the collector counted fewer events than "
+                             "were reported delivered\n");
+        return 1;
+    }
+    return 0;
+}
+
+}  // namespace evdispatch::app

@@ -1,0 +1,46 @@
+#pragma once
+
+// Small command-line option parser shared by the subcommands: --name value, --name=value,
+// and flags. Unknown options and bad values are usage errors (exit status 2).
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace evdispatch::app {
+
+/// Thrown for bad usage; main prints it and exits with status 2.
+struct usage_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+class option_parser {
+public:
+    /// `spec`: option names (without --) that take a value; `flags`: those that do not.
+    option_parser(std::vector<std::string> valued, std::vector<std::string> flags);
+
+    /// Parses; throws usage_error naming the bad option.
+    void parse(const std::vector<std::string>& args);
+
+    bool has(const std::string& name) const { return values_.count(name) != 0; }
+    bool flag(const std::string& name) const { return has(name); }
+    std::string str(const std::string& name, const std::string& def) const;
+    std::uint64_t u64(const std::string& name, std::uint64_t def, std::uint64_t min = 0,
+                      std::uint64_t max = UINT64_MAX) const;
+    double num(const std::string& name, double def, double min, double max) const;
+    /// Durations: "250ms", "2s", "1m", or a plain number in `unit`.
+    std::chrono::milliseconds ms(const std::string& name, std::chrono::milliseconds def,
+                                 const char* unit = "ms") const;
+    /// Every option that was given, in the order given (for reporting the configuration).
+    const std::vector<std::pair<std::string, std::string>>& given() const { return order_; }
+
+private:
+    std::vector<std::string> valued_, flags_;
+    std::map<std::string, std::string> values_;
+    std::vector<std::pair<std::string, std::string>> order_;
+};
+
+}  // namespace evdispatch::app
