@@ -1,12 +1,167 @@
-#include "commands.hpp"
+// evdispatch collector: the loopback collector on its own, with a stats line per second.
 
+#include "commands.hpp"
+#include "options.hpp"
+
+#include <evdispatch/collector.hpp>
+
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include <csignal>
 #include <cstdio>
+#include <ctime>
 
 namespace evdispatch::app {
 
-int run_collector(const args&) {
-    std::fprintf(stderr, "evdispatch collector: not available in this build yet\n");
-    return 2;
+namespace {
+
+const char* collector_help =
+    "usage: evdispatch collector [options]\n"
+    "  --listen HOST:PORT        address to listen on (default 127.0.0.1:0; port 0 picks one)\n"
+    "  --url-host NAME           host name printed in the URL (e.g. localhost for TLS)\n"
+    "  --tls-cert FILE           serve HTTPS with this certificate chain (PEM)...\n"
+    "  --tls-key FILE            ...and this private key (PEM)\n"
+    "  --threads N               server threads (default 1)\n"
+    "  --status CODE             status for accepted batches (default 204)\n"
+    "  --delay-ms N              delay every response by N ms\n"
+    "  --max-body-bytes N        larger bodies get 413 (default 8388608)\n"
+    "faults:\n"
+    "  --fault-script S,S,...    answer the next batches with these statuses in order\n"
+    "                            (e.g. 500,503,204), then normally\n"
+    "  --retry-after-status S    answer every batch with status S and a Retry-After header...\n"
+    "  --retry-after V           ...whose value is V (seconds or an HTTP-date)\n"
+    "  --stall                   read requests, never answer\n"
+    "  --reset                   reset the connection in the middle of each request\n"
+    "  --close-after-response    close the connection after each response\n"
+    "  --max-requests-per-connection N   close after N responses on a connection\n"
+    "  --drop-responses          count each batch, then close without answering\n"
+    "other:\n"
+    "  --duration T              stop by itself after T (default: run until SIGINT/SIGTERM)\n"
+    "  --quiet                   no per-second stats lines\n"
+    "GET /stats on the collector answers its counters as JSON.\n";
+
+boost::json::object stats_json(const collector_stats& s) {
+    boost::json::object o;
+    o["connections"] = s.connections;
+    o["requests"] = s.requests;
+    o["batches"] = s.batches;
+    o["events"] = s.events;
+    o["unique_events"] = s.unique_events;
+    o["duplicates"] = s.duplicates;
+    o["rejected"] = s.rejected;
+    o["bytes"] = s.bytes;
+    o["failed_batches"] = s.failed_batches;
+    o["failed_events"] = s.failed_events;
+    o["stalled"] = s.stalled;
+    o["resets"] = s.resets;
+    o["dropped_responses"] = s.dropped_responses;
+    o["tls_handshakes"] = s.tls_handshakes;
+    o["tls_handshake_failures"] = s.tls_handshake_failures;
+    return o;
+}
+
+std::vector<unsigned> parse_statuses(const std::string& s) {
+    std::vector<unsigned> out;
+    std::size_t i = 0;
+    while (i <= s.size()) {
+        auto j = s.find(',', i);
+        if (j == std::string::npos) j = s.size();
+        const std::string part = s.substr(i, j - i);
+        char* end = nullptr;
+        const unsigned long v = std::strtoul(part.c_str(), &end, 10);
+        if (part.empty() || *end != '\0' || v < 100 || v > 599)
+            throw usage_error("--fault-script: '" + part + "' is not an HTTP status");
+        out.push_back(static_cast<unsigned>(v));
+        i = j + 1;
+    }
+    return out;
+}
+
+}  // namespace
+
+int run_collector(const args& a) {
+    option_parser p({"listen", "url-host", "tls-cert", "tls-key", "threads", "status", "delay-ms",
+                     "max-body-bytes", "fault-script", "retry-after-status", "retry-after",
+                     "max-requests-per-connection", "duration"},
+                    {"stall", "reset", "close-after-response", "drop-responses", "quiet", "help"});
+    p.parse(a);
+    if (p.flag("help")) {
+        std::fputs(collector_help, stdout);
+        return 0;
+    }
+    collector_config cfg;
+    const std::string listen = p.str("listen", "127.0.0.1:0");
+    const auto colon = listen.rfind(':');
+    if (colon == std::string::npos) throw usage_error("--listen must be HOST:PORT");
+    cfg.listen_address = listen.substr(0, colon);
+    if (cfg.listen_address.size() > 2 && cfg.listen_address.front() == '[')
+        cfg.listen_address = cfg.listen_address.substr(1, cfg.listen_address.size() - 2);
+    {
+        option_parser port_parser({"port"}, {});
+        port_parser.parse({"--port", listen.substr(colon + 1)});
+        cfg.port = static_cast<unsigned short>(port_parser.u64("port", 0, 0, 65535));
+    }
+    cfg.url_host = p.str("url-host", "");
+    cfg.tls_cert_file = p.str("tls-cert", "");
+    cfg.tls_key_file = p.str("tls-key", "");
+    if (cfg.tls_cert_file.empty() != cfg.tls_key_file.empty())
+        throw usage_error("--tls-cert and --tls-key go together");
+    cfg.threads = static_cast<unsigned>(p.u64("threads", 1, 1, 64));
+    cfg.success_status = static_cast<unsigned>(p.u64("status", 204, 200, 299));
+    cfg.delay = std::chrono::milliseconds(p.u64("delay-ms", 0, 0, 3'600'000));
+    cfg.max_body_bytes = p.u64("max-body-bytes", cfg.max_body_bytes, 1024);
+
+    collector_faults faults;
+    if (p.has("fault-script")) faults.script = parse_statuses(p.str("fault-script", ""));
+    faults.retry_after_status = static_cast<unsigned>(p.u64("retry-after-status", 0, 0, 599));
+    faults.retry_after = p.str("retry-after", "");
+    if (!faults.retry_after.empty() && faults.retry_after_status == 0)
+        faults.retry_after_status = 429;
+    faults.stall = p.flag("stall");
+    faults.reset_mid_request = p.flag("reset");
+    faults.close_after_response = p.flag("close-after-response");
+    faults.max_requests_per_connection =
+        static_cast<unsigned>(p.u64("max-requests-per-connection", 0, 0, 1'000'000));
+    faults.accept_then_drop_response = p.flag("drop-responses");
+    const auto duration = p.ms("duration", std::chrono::milliseconds(0), "s");
+    const bool quiet = p.flag("quiet");
+
+    // Signals are taken synchronously by this thread; block them before any thread starts.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+    collector col(cfg);
+    col.set_faults(faults);
+    std::printf("evdispatch collector listening on %s (port %u)\n", col.url().c_str(),
+                static_cast<unsigned>(col.port()));
+    std::fflush(stdout);
+
+    const auto start = std::chrono::steady_clock::now();
+    collector_stats last{};
+    for (;;) {
+        timespec ts{1, 0};
+        const int sig = sigtimedwait(&set, nullptr, &ts);
+        if (sig == SIGINT || sig == SIGTERM) break;
+        const auto s = col.stats();
+        if (!quiet)
+            std::printf("requests %llu  batches %llu  events %llu (+%llu/s)  duplicates %llu  "
+                        "rejected %llu  failed %llu\n",
+                        (unsigned long long)s.requests, (unsigned long long)s.batches,
+                        (unsigned long long)s.events,
+                        (unsigned long long)(s.events - last.events),
+                        (unsigned long long)s.duplicates, (unsigned long long)s.rejected,
+                        (unsigned long long)s.failed_batches);
+        std::fflush(stdout);
+        last = s;
+        if (duration.count() > 0 && std::chrono::steady_clock::now() - start >= duration) break;
+    }
+    col.stop();
+    std::printf("final: %s\n", boost::json::serialize(stats_json(col.stats())).c_str());
+    return 0;
 }
 
 }  // namespace evdispatch::app

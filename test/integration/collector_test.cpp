@@ -300,7 +300,14 @@ TEST_CASE("GET /stats returns the counters as JSON", "[integration][collector]")
     REQUIRE_FALSE(ec);
     REQUIRE(v.is_object());
     const auto& o = v.as_object();
-    CHECK(o.size() == 8);
+    CHECK(o.size() == 16);
+    for (const char* name :
+         {"failed_batches", "failed_events", "stalled", "resets", "dropped_responses",
+          "fault_closes", "tls_handshakes", "tls_handshake_failures"}) {
+        INFO(name);
+        REQUIRE(o.contains(name));
+        CHECK(o.at(name).to_number<std::uint64_t>() == 0);
+    }
     auto s = col.stats();  // now also counts the GET
     CHECK(o.at("connections").to_number<std::uint64_t>() == 4);
     CHECK(o.at("requests").to_number<std::uint64_t>() == 4);  // the GET itself included

@@ -1,0 +1,805 @@
+// The loopback collector's fault injection and TLS, against a small synchronous Beast client
+// (plain or TLS with peer and host name verification) over 127.0.0.1.
+
+#include "support/fixtures.hpp"
+#include "support/tls_certs.hpp"
+
+#include <evdispatch/collector.hpp>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <catch2/catch.hpp>
+
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+namespace ssl = boost::asio::ssl;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using evdispatch::collector;
+using evdispatch::collector_config;
+using evdispatch::collector_faults;
+using evdispatch::test::shared_tls_certs;
+using evdispatch::test::wait_until;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A batch of `visitors` visitors with one event each, uuids first_uuid, first_uuid + 1, ...
+std::string make_batch(unsigned visitors, unsigned first_uuid) {
+    std::string body =
+        R"({"account_id":"1","project_id":"2","revision":"3","client_name":"test",)"
+        R"("client_version":"1","anonymize_ip":true,"enrich_decisions":true,"visitors":[)";
+    for (unsigned i = 0; i < visitors; ++i) {
+        char uuid[40];
+        std::snprintf(uuid, sizeof uuid, "6a4c2f10-0000-4000-8000-%012x", first_uuid + i);
+        if (i != 0)
+            body += ',';
+        body += R"({"visitor_id":"v)" + std::to_string(i) +
+                R"(","attributes":[],"snapshots":[{"events":[{"entity_id":"9","key":"buy",)"
+                R"("uuid":")" +
+                uuid + R"(","timestamp":1700000000000}]}]})";
+    }
+    body += "]}";
+    return body;
+}
+
+struct reply {
+    unsigned status = 0;
+    std::string body;
+    bool keep_alive = false;
+    std::optional<std::string> retry_after;  // the Retry-After header, if sent
+};
+
+// TLS settings of a test client: trust `ca_file` only, verify the peer and `host` (a DNS name,
+// also sent as SNI, or an IP literal).
+struct tls_options {
+    std::string ca_file;
+    std::string host = "localhost";
+};
+
+// A blocking HTTP/1.1 client on one connection (plain or TLS). Each operation runs the
+// client's own io_context until it completes, bounded by `timeout` (tcp_stream's timer, which
+// gives beast::error::timeout).
+class client {
+public:
+    explicit client(unsigned short port, std::optional<tls_options> tls = std::nullopt,
+                    std::chrono::milliseconds timeout = 5s)
+        : timeout_(timeout) {
+        if (tls) {
+            ctx_.load_verify_file(tls->ca_file);
+            ctx_.set_verify_mode(ssl::verify_peer);
+            tls_.emplace(ioc_, ctx_);
+            SSL* h = tls_->native_handle();
+            error_code ip_ec;
+            asio::ip::make_address(tls->host, ip_ec);
+            if (ip_ec) {
+                SSL_set_tlsext_host_name(h, tls->host.c_str());
+                SSL_set1_host(h, tls->host.c_str());
+            } else {
+                X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(h), tls->host.c_str());
+            }
+        } else {
+            plain_.emplace(ioc_);
+        }
+        ec_ = run([&](auto done) {
+            lowest().async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
+                                   [done](error_code ec) { done(ec); });
+        });
+        if (!ec_ && tls_) {
+            ec_ = run([&](auto done) {
+                tls_->async_handshake(ssl::stream_base::client,
+                                      [done](error_code ec) { done(ec); });
+            });
+        }
+    }
+
+    error_code error() const { return ec_; }
+    void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
+
+    // The peer verification result of a TLS client (X509_V_OK when verified).
+    long verify_result() { return SSL_get_verify_result(tls_->native_handle()); }
+
+    // Sends one request and reads its response; on failure returns status 0 and sets error().
+    reply request(http::verb verb, const std::string& target, const std::string& body = {},
+                  bool keep_alive = true) {
+        send(verb, target, body, keep_alive);
+        return read();
+    }
+
+    reply post(const std::string& body) { return request(http::verb::post, "/v1/events", body); }
+
+    void send(http::verb verb, const std::string& target, const std::string& body,
+              bool keep_alive = true) {
+        if (ec_)
+            return;
+        http::request<http::string_body> req(verb, target, 11);
+        req.set(http::field::host, "localhost");
+        if (verb == http::verb::post)
+            req.set(http::field::content_type, "application/json");
+        req.body() = body;
+        req.keep_alive(keep_alive);
+        req.prepare_payload();
+        ec_ = run([&](auto done) {
+            with_stream([&](auto& s) {
+                http::async_write(s, req, [done](error_code ec, std::size_t) { done(ec); });
+            });
+        });
+    }
+
+    // Writes raw bytes (for partial requests).
+    void send_raw(const std::string& bytes) {
+        if (ec_)
+            return;
+        ec_ = run([&](auto done) {
+            with_stream([&](auto& s) {
+                asio::async_write(s, asio::buffer(bytes),
+                                  [done](error_code ec, std::size_t) { done(ec); });
+            });
+        });
+    }
+
+    reply read() {
+        if (ec_)
+            return {};
+        http::response<http::string_body> res;
+        ec_ = run([&](auto done) {
+            with_stream([&](auto& s) {
+                http::async_read(s, buffer_, res, [done](error_code ec, std::size_t) { done(ec); });
+            });
+        });
+        if (ec_)
+            return {};
+        reply r{res.result_int(), res.body(), res.keep_alive(), std::nullopt};
+        if (auto it = res.find(http::field::retry_after); it != res.end())
+            r.retry_after = std::string(it->value());
+        return r;
+    }
+
+    // Reads until the server closes; returns the error that ended the read.
+    error_code read_until_closed() {
+        char byte;
+        return run([&](auto done) {
+            with_stream([&](auto& s) {
+                s.async_read_some(asio::buffer(&byte, 1),
+                                  [done](error_code ec, std::size_t) { done(ec); });
+            });
+        });
+    }
+
+private:
+    beast::tcp_stream& lowest() { return tls_ ? beast::get_lowest_layer(*tls_) : *plain_; }
+
+    template <class F>
+    void with_stream(F&& f) {
+        if (tls_)
+            f(*tls_);
+        else
+            f(*plain_);
+    }
+
+    template <class Start>
+    error_code run(Start start) {
+        error_code result = asio::error::timed_out;
+        bool completed = false;
+        lowest().expires_after(timeout_);
+        start([&](error_code ec) {
+            result = ec;
+            completed = true;
+        });
+        ioc_.restart();
+        ioc_.run();
+        return completed ? result : error_code(asio::error::timed_out);
+    }
+
+    std::chrono::milliseconds timeout_;
+    asio::io_context ioc_;
+    ssl::context ctx_{ssl::context::tls_client};
+    std::optional<beast::tcp_stream> plain_;
+    std::optional<beast::ssl_stream<beast::tcp_stream>> tls_;
+    beast::flat_buffer buffer_;
+    error_code ec_;
+};
+
+// A collector serving HTTPS with `cert` (the trusted server certificate by default).
+collector_config tls_config(const evdispatch::test::cert_files& cert) {
+    collector_config cfg;
+    cfg.tls_cert_file = cert.cert;
+    cfg.tls_key_file = cert.key;
+    cfg.url_host = "localhost";
+    return cfg;
+}
+
+tls_options trusted(std::string host = "localhost") {
+    return {shared_tls_certs().ca.cert, std::move(host)};
+}
+
+bool closed_or_reset(error_code ec) {
+    return ec == asio::error::eof || ec == asio::error::connection_reset ||
+           ec == http::error::end_of_stream;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Scripted statuses and Retry-After
+
+TEST_CASE("collector answers scripted statuses in order, then success_status",
+          "[integration][collector][faults]") {
+    collector_config cfg;
+    cfg.success_status = 202;  // tells the script's 204 from "script over"
+    cfg.faults.script = {500, 503, 204};
+    cfg.faults.script_retry_after = {"", "7"};
+    collector col(cfg);
+    const std::string a = make_batch(3, 1), b = make_batch(2, 100);
+
+    client c(col.port());
+    REQUIRE_FALSE(c.error());
+    auto r1 = c.post(a);
+    REQUIRE_FALSE(c.error());
+    CHECK(r1.status == 500);
+    CHECK_FALSE(r1.retry_after);
+    CHECK(r1.keep_alive);  // a scripted failure keeps the connection
+    CHECK(r1.body.find("injected") != std::string::npos);
+
+    // An invalid batch gets its 400 and does not consume a script entry.
+    auto bad = c.post("{}");
+    CHECK(bad.status == 400);
+
+    auto r2 = c.post(a);
+    CHECK(r2.status == 503);
+    REQUIRE(r2.retry_after);
+    CHECK(*r2.retry_after == "7");
+    auto stats_mid = col.stats();
+    CHECK(stats_mid.failed_batches == 2);
+    CHECK(stats_mid.failed_events == 6);
+    CHECK(stats_mid.batches == 0);
+    CHECK(stats_mid.events == 0);  // failed batches are not delivered
+
+    auto r3 = c.post(a);
+    CHECK(r3.status == 204);
+    CHECK_FALSE(r3.retry_after);
+    auto r4 = c.post(b);
+    CHECK(r4.status == 202);
+    auto r5 = c.post(b);
+    CHECK(r5.status == 202);
+    REQUIRE_FALSE(c.error());
+
+    auto s = col.stats();
+    CHECK(s.connections == 1);
+    CHECK(s.requests == 6);
+    CHECK(s.failed_batches == 2);
+    CHECK(s.failed_events == 6);
+    CHECK(s.batches == 3);
+    CHECK(s.events == 3 + 2 + 2);
+    CHECK(s.unique_events == 5);  // `a` was not seen while it failed
+    CHECK(s.duplicates == 2);
+    CHECK(s.rejected == 1);
+    CHECK(s.bytes == a.size() + 2 * b.size());
+}
+
+TEST_CASE("set_faults restarts the script and applies to new requests at run time",
+          "[integration][collector][faults]") {
+    collector col;
+    client c(col.port());
+    CHECK(c.post(make_batch(1, 1)).status == 204);
+    col.set_faults({.script = {502}});
+    CHECK(c.post(make_batch(1, 2)).status == 502);
+    CHECK(c.post(make_batch(1, 2)).status == 204);
+    col.set_faults({.script = {429, 429}});
+    CHECK(col.faults().script == std::vector<unsigned>{429, 429});
+    CHECK(c.post(make_batch(1, 3)).status == 429);
+    col.set_faults({.script = {503}});  // replaces the rest of the old script
+    CHECK(c.post(make_batch(1, 3)).status == 503);
+    CHECK(c.post(make_batch(1, 3)).status == 204);
+    col.set_faults({.script = {500}});
+    col.set_faults({});
+    CHECK(c.post(make_batch(1, 4)).status == 204);
+    REQUIRE_FALSE(c.error());
+    auto s = col.stats();
+    CHECK(s.failed_batches == 3);
+    CHECK(s.batches == 4);
+    CHECK(s.unique_events == 4);
+}
+
+TEST_CASE("retry_after_status answers every batch with Retry-After",
+          "[integration][collector][faults]") {
+    const std::string value =
+        GENERATE(std::string("1"), std::string("Wed, 21 Oct 2015 07:28:00 GMT"));
+    INFO(value);
+    collector col(collector_config{.faults = {.retry_after_status = 429, .retry_after = value}});
+    client c(col.port());
+    for (int i = 0; i < 2; ++i) {
+        auto r = c.post(make_batch(2, 1));
+        REQUIRE_FALSE(c.error());
+        CHECK(r.status == 429);
+        REQUIRE(r.retry_after);
+        CHECK(*r.retry_after == value);
+    }
+    // GET /stats is not throttled.
+    auto st = c.request(http::verb::get, "/stats");
+    CHECK(st.status == 200);
+    CHECK_FALSE(st.retry_after);
+
+    col.set_faults({});
+    auto ok = c.post(make_batch(2, 1));
+    CHECK(ok.status == 204);
+    CHECK_FALSE(ok.retry_after);
+    auto s = col.stats();
+    CHECK(s.failed_batches == 2);
+    CHECK(s.failed_events == 4);
+    CHECK(s.batches == 1);
+    CHECK(s.unique_events == 2);
+    CHECK(s.duplicates == 0);
+}
+
+TEST_CASE("the script runs before retry_after_status", "[integration][collector][faults]") {
+    collector col(collector_config{
+        .faults = {.script = {503}, .retry_after_status = 429, .retry_after = "3"}});
+    client c(col.port());
+    auto r1 = c.post(make_batch(1, 1));
+    CHECK(r1.status == 503);
+    CHECK_FALSE(r1.retry_after);
+    auto r2 = c.post(make_batch(1, 1));
+    CHECK(r2.status == 429);
+    CHECK(r2.retry_after == std::optional<std::string>("3"));
+    REQUIRE_FALSE(c.error());
+}
+
+TEST_CASE("faults changed under concurrent load keep the accounting exact",
+          "[integration][collector][faults]") {
+    collector col(collector_config{.threads = 2});
+    constexpr unsigned clients = 3, batches = 40;
+    std::atomic<unsigned> ok{0}, failed{0}, other{0};
+    std::atomic<bool> done{false};
+    std::vector<std::thread> threads;
+    col.set_faults({.script = {503}});  // at least one failure, whatever the timing
+    for (unsigned t = 0; t < clients; ++t) {
+        threads.emplace_back([&, t] {
+            client c(col.port());
+            for (unsigned b = 0; b < batches; ++b) {
+                auto r = c.post(make_batch(2, 1000 * t + 2 * b));
+                if (c.error())
+                    ++other;
+                else if (r.status >= 200 && r.status < 300)
+                    ++ok;
+                else if (r.status == 503 || r.status == 429)
+                    ++failed;
+                else
+                    ++other;
+            }
+        });
+    }
+    std::thread toggler([&] {
+        wait_until([&] { return col.stats().failed_batches > 0; }, 5s);
+        for (unsigned i = 0; !done; ++i) {
+            switch (i % 3) {
+                case 0:
+                    col.set_faults({.script = {503, 503, 503}});
+                    break;
+                case 1:
+                    col.set_faults({.retry_after_status = 429, .retry_after = "1"});
+                    break;
+                default:
+                    col.set_faults({});
+            }
+            std::this_thread::sleep_for(1ms);
+        }
+    });
+    for (auto& th : threads)
+        th.join();
+    done = true;
+    toggler.join();
+
+    CHECK(other == 0);
+    CHECK(failed > 0);
+    CHECK(ok + failed == clients * batches);
+    auto s = col.stats();
+    CHECK(s.requests == clients * batches);
+    CHECK(s.batches == ok);
+    CHECK(s.failed_batches == failed);
+    CHECK(s.events == 2 * ok);
+    CHECK(s.failed_events == 2 * failed);
+    CHECK(s.unique_events + s.duplicates == s.events);
+}
+
+TEST_CASE("invalid faults are refused with a clear error", "[integration][collector][faults]") {
+    collector_faults bad =
+        GENERATE(collector_faults{.script = {99}}, collector_faults{.script = {200, 600}},
+                 collector_faults{.script = {503}, .script_retry_after = {"1", "2"}},
+                 collector_faults{.script = {503}, .script_retry_after = {"1\r\nX: y"}},
+                 collector_faults{.retry_after_status = 1000},
+                 collector_faults{.retry_after_status = 429, .retry_after = "1\n"});
+    CHECK_THROWS_AS(collector(collector_config{.faults = bad}), boost::system::system_error);
+
+    collector col(collector_config{.faults = {.script = {500}}});
+    try {
+        col.set_faults(bad);
+        FAIL("set_faults accepted invalid faults");
+    } catch (const boost::system::system_error& e) {
+        CHECK(e.code() == boost::system::errc::invalid_argument);
+        CHECK(std::string(e.what()).find("collector_faults::") != std::string::npos);
+    }
+    CHECK(col.faults().script == std::vector<unsigned>{500});  // unchanged
+    CHECK(client(col.port()).post(make_batch(1, 1)).status == 500);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stall, reset, lost responses
+
+TEST_CASE("stall reads the request and never answers until stop()",
+          "[integration][collector][faults]") {
+    auto col = std::make_unique<collector>(collector_config{.faults = {.stall = true}});
+    const unsigned short port = col->port();
+
+    client c(port, std::nullopt, 300ms);
+    REQUIRE_FALSE(c.error());
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = c.post(make_batch(2, 1));
+    CHECK(c.error() == beast::error::timeout);
+    CHECK(std::chrono::steady_clock::now() - t0 >= 300ms);
+    CHECK(r.status == 0);
+
+    // GET /stats is still answered, on a new connection.
+    client watcher(port);
+    CHECK(watcher.request(http::verb::get, "/stats").status == 200);
+    auto s = col->stats();
+    CHECK(s.stalled == 1);
+    CHECK(s.requests == 2);
+    CHECK(s.batches == 0);
+    CHECK(s.events == 0);
+
+    // A second stalled request is released by stop(): disconnected, not answered, not timed out.
+    client waiting(port);
+    waiting.send(http::verb::post, "/v1/events", make_batch(1, 5));
+    REQUIRE(wait_until([&] { return col->stats().stalled == 2; }, 5s));
+    col->stop();
+    auto released = waiting.read();
+    INFO(waiting.error().message());
+    CHECK(closed_or_reset(waiting.error()));
+    CHECK(released.status == 0);
+    CHECK(col->stats().batches == 0);
+}
+
+TEST_CASE("reset_mid_request resets the connection after the request headers",
+          "[integration][collector][faults]") {
+    collector col(collector_config{.faults = {.reset_mid_request = true}});
+
+    SECTION("a complete request") {
+        client c(col.port());
+        auto r = c.post(make_batch(2, 1));
+        INFO(c.error().message());
+        CHECK(c.error() == asio::error::connection_reset);
+        CHECK(r.status == 0);
+    }
+    SECTION("headers and only part of a large body: reset without waiting for the rest") {
+        client c(col.port(), std::nullopt, 3s);
+        c.send_raw(
+            "POST /v1/events HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n\r\n"
+            "{\"account_id\":");
+        REQUIRE_FALSE(c.error());
+        auto r = c.read();
+        INFO(c.error().message());
+        CHECK(c.error() == asio::error::connection_reset);  // not a timeout
+        CHECK(r.status == 0);
+    }
+    auto s = col.stats();
+    CHECK(s.resets == 1);
+    CHECK(s.requests == 1);
+    CHECK(s.batches == 0);
+    CHECK(s.events == 0);
+    // Not for GET /stats.
+    client w(col.port());
+    CHECK(w.request(http::verb::get, "/stats").status == 200);
+    CHECK(col.stats().resets == 1);
+}
+
+TEST_CASE("accept_then_drop_response counts the batch and closes without answering",
+          "[integration][collector][faults]") {
+    collector col(collector_config{.faults = {.accept_then_drop_response = true}});
+    const std::string body = make_batch(3, 1);
+    client c(col.port());
+    auto r = c.post(body);
+    INFO(c.error().message());
+    CHECK(c.error() == http::error::end_of_stream);  // closed with no response at all
+    CHECK(r.status == 0);
+    auto s = col.stats();
+    CHECK(s.dropped_responses == 1);
+    CHECK(s.batches == 1);
+    CHECK(s.events == 3);
+    CHECK(s.unique_events == 3);
+    CHECK(s.bytes == body.size());
+
+    // The client retries the "lost" batch: the collector sees duplicates.
+    col.set_faults({});
+    client retry(col.port());
+    CHECK(retry.post(body).status == 204);
+    s = col.stats();
+    CHECK(s.batches == 2);
+    CHECK(s.events == 6);
+    CHECK(s.unique_events == 3);
+    CHECK(s.duplicates == 3);
+    CHECK(s.dropped_responses == 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection lifetime
+
+TEST_CASE("close_after_response closes after each response", "[integration][collector][faults]") {
+    collector col(collector_config{.faults = {.close_after_response = true}});
+    for (int i = 0; i < 2; ++i) {
+        client c(col.port());
+        auto r = i == 0 ? c.post(make_batch(1, 1)) : c.request(http::verb::get, "/stats");
+        REQUIRE_FALSE(c.error());
+        CHECK(r.status == (i == 0 ? 204u : 200u));
+        CHECK_FALSE(r.keep_alive);
+        CHECK(c.read_until_closed() == asio::error::eof);
+    }
+    // A client that asks to close itself is not counted as closed by the fault.
+    client c(col.port());
+    auto r = c.request(http::verb::post, "/v1/events", make_batch(1, 2), false);
+    CHECK(r.status == 204);
+    CHECK_FALSE(r.keep_alive);
+    auto s = col.stats();
+    CHECK(s.fault_closes == 2);
+    CHECK(s.connections == 3);
+    CHECK(s.batches == 2);
+
+    col.set_faults({});
+    client k(col.port());
+    CHECK(k.post(make_batch(1, 3)).keep_alive);
+    CHECK(k.post(make_batch(1, 4)).keep_alive);
+    CHECK(col.stats().fault_closes == 2);
+}
+
+TEST_CASE("max_requests_per_connection closes after N responses",
+          "[integration][collector][faults]") {
+    collector col(collector_config{.faults = {.max_requests_per_connection = 3}});
+    for (unsigned conn = 0; conn < 2; ++conn) {
+        client c(col.port());
+        for (unsigned i = 1; i <= 3; ++i) {
+            auto r = c.post(make_batch(1, 10 * conn + i));
+            REQUIRE_FALSE(c.error());
+            CHECK(r.status == 204);
+            CHECK(r.keep_alive == (i < 3));  // Connection: close on the 3rd
+        }
+        CHECK(c.read_until_closed() == asio::error::eof);
+    }
+    auto s = col.stats();
+    CHECK(s.connections == 2);
+    CHECK(s.batches == 6);
+    CHECK(s.fault_closes == 2);
+}
+
+TEST_CASE("pause_listening refuses connections; resume_listening accepts on the same port",
+          "[integration][collector][faults]") {
+    collector col;
+    const unsigned short port = col.port();
+    client kept(port);
+    REQUIRE(kept.post(make_batch(1, 1)).status == 204);
+    REQUIRE(kept.post(make_batch(1, 2)).keep_alive);
+
+    col.pause_listening();
+    col.pause_listening();  // idempotent
+    CHECK(col.port() == port);
+    client refused(port);
+    CHECK(refused.error() == asio::error::connection_refused);
+    // Open connections were closed.
+    auto closed = kept.read_until_closed();
+    INFO(closed.message());
+    CHECK(closed_or_reset(closed));
+
+    SECTION("resume on the same port") {
+        col.resume_listening();
+        col.resume_listening();  // idempotent
+        CHECK(col.port() == port);
+        client again(port);
+        REQUIRE_FALSE(again.error());
+        CHECK(again.post(make_batch(1, 3)).status == 204);
+        auto s = col.stats();
+        CHECK(s.connections == 2);
+        CHECK(s.batches == 3);
+        // And pause again, then stop and destroy while paused.
+        col.pause_listening();
+        CHECK(client(port).error() == asio::error::connection_refused);
+    }
+    SECTION("resume fails while the port is taken, then succeeds") {
+        asio::io_context io;
+        tcp::acceptor squatter(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+        CHECK_THROWS_AS(col.resume_listening(), boost::system::system_error);
+        squatter.close();
+        col.resume_listening();
+        CHECK(client(port).post(make_batch(1, 3)).status == 204);
+    }
+    SECTION("a stalled request is released by pause") {
+        col.resume_listening();
+        col.set_faults({.stall = true});
+        client waiting(port);
+        waiting.send(http::verb::post, "/v1/events", make_batch(1, 9));
+        REQUIRE(wait_until([&] { return col.stats().stalled == 1; }, 5s));
+        col.pause_listening();
+        waiting.read();
+        INFO(waiting.error().message());
+        CHECK(closed_or_reset(waiting.error()));
+    }
+    col.stop();
+    col.pause_listening();  // no-ops after stop
+    col.resume_listening();
+    CHECK(client(port).error() == asio::error::connection_refused);
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+
+TEST_CASE("collector serves HTTPS to a client that verifies it",
+          "[integration][collector][faults][tls]") {
+    const auto& certs = shared_tls_certs();
+    collector col(tls_config(certs.server));
+    CHECK(col.uses_tls());
+    CHECK(col.url() == "https://localhost:" + std::to_string(col.port()) + "/v1/events");
+
+    const std::string host = GENERATE(std::string("localhost"), std::string("127.0.0.1"));
+    INFO(host);
+    client c(col.port(), trusted(host));
+    INFO(c.error().message());
+    REQUIRE_FALSE(c.error());
+    CHECK(c.verify_result() == X509_V_OK);
+    auto r = c.post(make_batch(2, 1));
+    REQUIRE_FALSE(c.error());
+    CHECK(r.status == 204);
+    CHECK(r.keep_alive);
+    CHECK(c.post(make_batch(2, 1)).status == 204);  // keep-alive over TLS
+    auto s = col.stats();
+    CHECK(s.tls_handshakes == 1);
+    CHECK(s.tls_handshake_failures == 0);
+    CHECK(s.connections == 1);
+    CHECK(s.batches == 2);
+    CHECK(s.duplicates == 2);
+
+    // Plain HTTP to the HTTPS port: no answer, a handshake failure, the server goes on.
+    client plain(col.port(), std::nullopt, 2s);
+    auto pr = plain.post(make_batch(1, 7));
+    CHECK(pr.status == 0);
+    CHECK(wait_until([&] { return col.stats().tls_handshake_failures == 1; }, 5s));
+    CHECK(client(col.port(), trusted(host)).post(make_batch(1, 8)).status == 204);
+    CHECK(col.stats().batches == 3);
+}
+
+TEST_CASE("TLS clients refuse certificates they must not trust",
+          "[integration][collector][faults][tls]") {
+    const auto& certs = shared_tls_certs();
+    struct bad_case {
+        const char* name;
+        const evdispatch::test::cert_files* cert;
+        long expected;
+        std::optional<tls_options> accepting;  // a client that does trust this certificate
+    };
+    auto bc = GENERATE_REF(
+        bad_case{"wrong host name", &certs.wrong_name, X509_V_ERR_HOSTNAME_MISMATCH,
+                 tls_options{certs.ca.cert, "wrong.example"}},
+        bad_case{"CA the client does not trust", &certs.untrusted,
+                 X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+                 tls_options{certs.other_ca.cert, "localhost"}},
+        bad_case{"expired", &certs.expired, X509_V_ERR_CERT_HAS_EXPIRED, std::nullopt});
+    INFO(bc.name);
+    collector col(tls_config(*bc.cert));
+
+    client c(col.port(), trusted("localhost"));
+    INFO(c.error().message());
+    CHECK(c.error().category() == asio::error::get_ssl_category());
+    CHECK(c.verify_result() == bc.expected);
+    // The server saw the client's refusal; it counts it and keeps serving.
+    CHECK(wait_until([&] { return col.stats().tls_handshake_failures == 1; }, 5s));
+    auto s = col.stats();
+    CHECK(s.tls_handshakes == 0);
+    CHECK(s.requests == 0);
+    CHECK(s.batches == 0);
+
+    for (int i = 0; i < 3; ++i)
+        CHECK(client(col.port(), trusted("localhost")).error());
+    CHECK(wait_until([&] { return col.stats().tls_handshake_failures == 4; }, 5s));
+    CHECK(col.stats().connections == 4);
+    if (bc.accepting) {
+        // The failures left the collector working: a client that trusts this certificate
+        // gets its batch through.
+        client ok(col.port(), bc.accepting);
+        INFO(ok.error().message());
+        REQUIRE_FALSE(ok.error());
+        CHECK(ok.post(make_batch(1, 1)).status == 204);
+        CHECK(col.stats().tls_handshakes == 1);
+        CHECK(col.stats().tls_handshake_failures == 4);
+    }
+}
+
+TEST_CASE("faults work over TLS", "[integration][collector][faults][tls]") {
+    const auto& certs = shared_tls_certs();
+    auto cfg = tls_config(certs.server);
+    cfg.faults.script = {503};
+    collector col(cfg);
+    client c(col.port(), trusted());
+    REQUIRE_FALSE(c.error());
+    CHECK(c.post(make_batch(1, 1)).status == 503);
+    CHECK(c.post(make_batch(1, 1)).status == 204);
+
+    col.set_faults({.close_after_response = true});
+    auto r = c.post(make_batch(1, 2));
+    CHECK(r.status == 204);
+    CHECK_FALSE(r.keep_alive);
+    CHECK(c.read_until_closed() == asio::error::eof);  // close_notify, then FIN
+
+    col.set_faults({.accept_then_drop_response = true});
+    client d(col.port(), trusted());
+    d.post(make_batch(1, 3));
+    CHECK(d.error() == http::error::end_of_stream);
+
+    col.set_faults({.reset_mid_request = true});
+    client e(col.port(), trusted());
+    e.post(make_batch(1, 4));
+    INFO(e.error().message());
+    CHECK(e.error() == asio::error::connection_reset);
+
+    auto s = col.stats();
+    CHECK(s.tls_handshakes == 3);
+    CHECK(s.tls_handshake_failures == 0);
+    CHECK(s.failed_batches == 1);
+    CHECK(s.batches == 3);
+    CHECK(s.dropped_responses == 1);
+    CHECK(s.resets == 1);
+    CHECK(s.fault_closes == 1);
+}
+
+TEST_CASE("TLS configuration errors throw", "[integration][collector][faults][tls]") {
+    const auto& certs = shared_tls_certs();
+    auto expect_throw = [](const collector_config& cfg, const std::string& needle) {
+        try {
+            collector col(cfg);
+            FAIL("collector accepted a broken TLS configuration");
+        } catch (const boost::system::system_error& e) {
+            INFO(e.what());
+            CHECK(std::string(e.what()).find(needle) != std::string::npos);
+        }
+    };
+    collector_config only_cert;
+    only_cert.tls_cert_file = certs.server.cert;
+    expect_throw(only_cert, "set together");
+    collector_config missing = tls_config(certs.server);
+    missing.tls_cert_file = certs.dir() + "/nope.crt";
+    expect_throw(missing, "nope.crt");
+    collector_config mismatch = tls_config(certs.server);
+    mismatch.tls_key_file = certs.wrong_name.key;
+    expect_throw(mismatch, certs.wrong_name.key);
+    collector_config key_as_cert = tls_config(certs.server);
+    key_as_cert.tls_cert_file = certs.server.key;
+    expect_throw(key_as_cert, "tls_cert_file");
+}
+
+TEST_CASE("url() uses url_host and the scheme", "[integration][collector][faults]") {
+    collector plain;
+    CHECK(plain.url() == "http://127.0.0.1:" + std::to_string(plain.port()) + "/v1/events");
+    collector named(collector_config{.url_host = "localhost"});
+    CHECK(named.url() == "http://localhost:" + std::to_string(named.port()) + "/v1/events");
+    collector v6(collector_config{.url_host = "::1"});
+    CHECK(v6.url() == "http://[::1]:" + std::to_string(v6.port()) + "/v1/events");
+    auto cfg = tls_config(shared_tls_certs().server);
+    cfg.url_host.clear();
+    collector tls(cfg);
+    CHECK(tls.url() == "https://127.0.0.1:" + std::to_string(tls.port()) + "/v1/events");
+}
