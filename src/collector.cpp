@@ -44,6 +44,8 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+
+#include <pthread.h>
 #include <type_traits>
 #include <utility>
 
@@ -703,8 +705,13 @@ private:
     }
 
     void do_accept() {
+        // One server thread (the default) runs every handler in order already: a strand per
+        // connection would only add executor copies and locks on the per-request path.
+        asio::any_io_executor ex = state_->cfg.threads <= 1
+                                       ? asio::any_io_executor(ioc_.get_executor())
+                                       : asio::any_io_executor(asio::make_strand(ioc_));
         acceptor_.async_accept(
-            asio::make_strand(ioc_),
+            ex,
             beast::bind_front_handler(&listener::on_accept, shared_from_this(), generation_));
     }
 
@@ -852,6 +859,7 @@ struct collector::impl {
     void run() noexcept {
         for (;;) {
             try {
+                pthread_setname_np(pthread_self(), "ev-collector");
                 ioc.run();
                 return;
             } catch (...) {

@@ -8,6 +8,7 @@
 #include <evdispatch/evdispatch.hpp>
 
 #include "batcher.hpp"
+#include "support/tls_certs.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -34,7 +35,11 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <map>
+#include <set>
 #include <future>
 #include <optional>
 #include <mutex>
@@ -63,6 +68,8 @@ struct bench_options {
     std::chrono::milliseconds baseline_duration{2'000};
     bool json_out = false;
     std::string url;  // empty: embedded collector
+    bool tls = false;  // embedded collector over HTTPS (certificates made for the run)
+    std::string collector_fault;  // see bench_help
     std::chrono::milliseconds close_timeout{30'000};
     bool progress = true;
 };
@@ -178,6 +185,7 @@ void drive_producers(const bench_options& o, const context_ptr& ctx, Submit&& su
     hist.assign(o.producers, histogram{});
     for (unsigned p = 0; p < o.producers; ++p) {
         ts.emplace_back([&, p] {
+            pthread_setname_np(pthread_self(), "ev-producer");
             auto imp = workload::impression();
             auto conv = workload::conversion();
             const std::uint64_t quota =
@@ -213,14 +221,6 @@ void drive_producers(const bench_options& o, const context_ptr& ctx, Submit&& su
     for (auto& t : ts) t.join();
 }
 
-std::uint64_t cpu_ns_of(std::thread& t) {
-    clockid_t cid;
-    if (pthread_getcpuclockid(t.native_handle(), &cid) != 0) return 0;
-    timespec ts{};
-    clock_gettime(cid, &ts);
-    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull +
-           static_cast<std::uint64_t>(ts.tv_nsec);
-}
 
 void progress_line(bool tty, double secs, std::uint64_t submitted, const metrics_snapshot& m) {
     const double rate = secs > 0 ? static_cast<double>(m.delivered) / secs : 0;
@@ -236,12 +236,25 @@ void progress_line(bool tty, double secs, std::uint64_t submitted, const metrics
                      secs, submitted, m.delivered, rate, m.queue_depth, m.in_flight);
 }
 
-run_result run_ours(const bench_options& o, const std::string& url, collector* col) {
+// `mutex_handoff`: the "mutex" baseline. Producers push into a mutex + condition variable +
+// deque; one consumer thread takes everything queued and hands it to the processor (what batch
+// processors built on a blocking queue do). Everything after the hand-off is the same.
+run_result run_ours(const bench_options& o, const std::string& url, collector* col,
+                    bool mutex_handoff = false) {
     run_result r;
-    r.name = "evdispatch";
+    r.name = mutex_handoff ? "mutex" : "evdispatch";
+    const auto col_before = col ? col->stats() : collector_stats{};
     asio::io_context io(1);
     auto guard = asio::make_work_guard(io);
-    std::thread dispatcher_thread([&] { io.run(); });
+    std::atomic<std::uint64_t> dispatcher_cpu_ns{0};
+    std::thread dispatcher_thread([&] {
+        pthread_setname_np(pthread_self(), "ev-dispatcher");
+        io.run();
+        timespec ts{};
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        dispatcher_cpu_ns = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull +
+                            static_cast<std::uint64_t>(ts.tv_nsec);
+    });
 
     histogram e2e;  // microseconds, recorded on the strand
     std::uint64_t batch_events = 0, batch_count = 0;
@@ -276,10 +289,51 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
     });
     tick_calibration cal;
     std::vector<histogram> hist;
-    drive_producers(
-        o, ctx,
-        [&](event_ptr ev) { return proc->process(std::move(ev)) == process_result::accepted; },
-        hist, submitted, stop);
+    std::uint64_t mutex_refused = 0;
+    if (!mutex_handoff) {
+        drive_producers(
+            o, ctx,
+            [&](event_ptr ev) { return proc->process(std::move(ev)) == process_result::accepted; },
+            hist, submitted, stop);
+    } else {
+        std::mutex mu;
+        std::condition_variable cv;
+        std::deque<event_ptr> queue;
+        bool producers_done = false;
+        std::thread consumer([&] {
+            std::deque<event_ptr> local;
+            for (;;) {
+                {
+                    std::unique_lock lk(mu);
+                    cv.wait(lk, [&] { return !queue.empty() || producers_done; });
+                    if (queue.empty() && producers_done) return;
+                    local.swap(queue);
+                }
+                for (auto& ev : local)
+                    if (proc->process(std::move(ev)) != process_result::accepted) ++mutex_refused;
+                local.clear();
+            }
+        });
+        const std::size_t cap = o.proc.queue_capacity;
+        drive_producers(
+            o, ctx,
+            [&](event_ptr ev) {
+                {
+                    std::lock_guard lk(mu);
+                    if (queue.size() >= cap) return false;  // bounded, like the ring
+                    queue.push_back(std::move(ev));
+                }
+                cv.notify_one();
+                return true;
+            },
+            hist, submitted, stop);
+        {
+            std::lock_guard lk(mu);
+            producers_done = true;
+        }
+        cv.notify_one();
+        consumer.join();
+    }
     const double ns_per_tick = cal.ns_per_tick();
 
     std::promise<close_report> closed;
@@ -294,16 +348,19 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
     guard.reset();
     io.run_for(2s);  // let sockets close
     io.stop();
-    const std::uint64_t cpu = cpu_ns_of(dispatcher_thread);
     dispatcher_thread.join();
+    const std::uint64_t cpu = dispatcher_cpu_ns.load();
 
     histogram all;
     for (auto& h : hist) all.merge(h);
     const auto& m = rep.metrics;
-    r.submitted = m.submitted();
+    r.submitted = mutex_handoff ? submitted.load() : m.submitted();
     r.accepted = m.accepted;
     r.delivered = m.delivered;
     r.dropped = m.dropped;
+    if (mutex_handoff)  // refused at the mutex queue (full) never reached the processor
+        r.dropped[static_cast<std::size_t>(drop_reason::queue_full)] +=
+            submitted.load() - m.submitted();
     r.seconds = std::chrono::duration<double>(finish - start).count();
     r.delivered_per_sec = static_cast<double>(m.delivered) / r.seconds;
     r.p50 = static_cast<std::uint64_t>(static_cast<double>(all.quantile(0.50)) * ns_per_tick);
@@ -322,8 +379,8 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
                  m.accepted == m.delivered + m.dropped_after_accept();
     if (col) {
         const auto s = col->stats();
-        r.duplicates = s.duplicates;
-        r.collector_events = s.unique_events;
+        r.duplicates = s.duplicates - col_before.duplicates;
+        r.collector_events = s.unique_events - col_before.unique_events;
     }
     return r;
 }
@@ -513,6 +570,34 @@ void print_table(const run_result& r, const run_result* base) {
                     base->name.c_str(), r.delivered_per_sec / base->delivered_per_sec);
 }
 
+// Sets the named fault on the collector; returns true for a burst (to be cleared after 1 s).
+bool apply_fault(collector& col, const std::string& name) {
+    collector_faults f;
+    bool burst = name.size() > 6 && name.compare(name.size() - 6, 6, "-burst") == 0;
+    if (name == "close-after-response") {
+        f.close_after_response = true;
+    } else if (name.rfind("max-requests=", 0) == 0) {
+        option_parser n({"n"}, {});
+        n.parse({"--n", name.substr(13)});
+        f.max_requests_per_connection = static_cast<unsigned>(n.u64("n", 1, 1, 1'000'000));
+    } else if (name == "5xx-burst") {
+        f.retry_after_status = 503;
+    } else if (name == "429-burst") {
+        f.retry_after_status = 429;
+        f.retry_after = "1";
+    } else if (name == "reset-burst") {
+        f.reset_mid_request = true;
+    } else if (name == "stall-burst") {
+        f.stall = true;
+    } else if (name == "drop-responses-burst") {
+        f.accept_then_drop_response = true;
+    } else {
+        throw usage_error("unknown --collector-fault '" + name + "'");
+    }
+    col.set_faults(f);
+    return burst;
+}
+
 const char* bench_help =
     "usage: evdispatch bench [options]\n"
     "  --events N              events to send (default: run for --duration)\n"
@@ -526,8 +611,14 @@ const char* bench_help =
     "  --queue-capacity N      hand-off ring capacity (default 10000)\n"
     "  --collector-delay-ms N  delay each collector response (default 0)\n"
     "  --baseline B            baseline run in the same process: sync (one blocking POST per\n"
-    "                          event, new connection each), sync-keepalive, none (default sync)\n"
+    "                          event, new connection each), sync-keepalive, mutex (mutex +\n"
+    "                          condition variable + deque hand-off), none (default sync)\n"
     "  --baseline-duration T   baseline run time (default 2s)\n"
+    "  --tls                   the embedded collector serves HTTPS (a CA and a certificate for\n"
+    "                          localhost are made for the run; verification stays on)\n"
+    "  --collector-fault F     fault of the embedded collector: close-after-response,\n"
+    "                          max-requests=N, 5xx-burst, 429-burst, reset-burst,\n"
+    "                          stall-burst, drop-responses-burst (bursts last the first second)\n"
     "  --url URL               send to a receiver you run instead of the embedded collector\n"
     "  --ca-file FILE          extra CA bundle for an https --url\n"
     "  --close-timeout T       deadline for delivering what is left at the end (default 30s)\n"
@@ -539,8 +630,9 @@ const char* bench_help =
 int run_bench(const args& a) {
     option_parser p({"events", "duration", "producers", "rate", "batch-size", "flush-interval",
                      "max-batch-bytes", "connections", "queue-capacity", "collector-delay-ms",
-                     "baseline", "baseline-duration", "url", "ca-file", "close-timeout"},
-                    {"json", "quiet", "help"});
+                     "baseline", "baseline-duration", "url", "ca-file", "close-timeout",
+                     "collector-fault"},
+                    {"json", "quiet", "help", "tls"});
     p.parse(a);
     if (p.flag("help")) {
         std::fputs(bench_help, stdout);
@@ -558,11 +650,17 @@ int run_bench(const args& a) {
     o.proc.queue_capacity = p.u64("queue-capacity", 10'000, 2);
     o.collector_delay = std::chrono::milliseconds(p.u64("collector-delay-ms", 0, 0, 600'000));
     o.baseline = p.str("baseline", "sync");
-    if (o.baseline != "sync" && o.baseline != "sync-keepalive" && o.baseline != "none")
-        throw usage_error("--baseline must be sync, sync-keepalive or none");
+    if (o.baseline != "sync" && o.baseline != "sync-keepalive" && o.baseline != "mutex" &&
+        o.baseline != "none")
+        throw usage_error("--baseline must be sync, sync-keepalive, mutex or none");
     o.baseline_duration = p.ms("baseline-duration", o.baseline_duration, "s");
     o.url = p.str("url", "");
     o.proc.tls.ca_file = p.str("ca-file", "");
+    o.tls = p.flag("tls");
+    o.collector_fault = p.str("collector-fault", "");
+    if (!o.url.empty() && (o.tls || !o.collector_fault.empty() || o.collector_delay.count()))
+        throw usage_error("--tls, --collector-fault and --collector-delay-ms apply to the "
+                          "embedded collector, not to --url");
     o.close_timeout = p.ms("close-timeout", o.close_timeout, "s");
     o.json_out = p.flag("json");
     o.progress = !p.flag("quiet");
@@ -572,24 +670,48 @@ int run_bench(const args& a) {
         throw usage_error("--duration must be positive when --events is not given");
 
     std::unique_ptr<collector> col;
+    std::unique_ptr<test::tls_certs> certs;
     std::string url = o.url;
+    std::thread fault_clearer;
     if (url.empty()) {
         collector_config cc;
         cc.delay = o.collector_delay;
+        if (o.tls) {
+            certs = std::make_unique<test::tls_certs>();
+            cc.tls_cert_file = certs->server.cert;
+            cc.tls_key_file = certs->server.key;
+            cc.url_host = "localhost";
+            o.proc.tls.ca_file = certs->ca.cert;
+        }
         col = std::make_unique<collector>(cc);
         url = col->url();
+        if (!o.collector_fault.empty()) {
+            const bool burst = apply_fault(*col, o.collector_fault);
+            if (burst)
+                fault_clearer = std::thread([c = col.get()] {
+                    std::this_thread::sleep_for(1s);
+                    c->set_faults({});
+                });
+        }
     }
     if (o.progress)
         std::fprintf(stderr, "evdispatch bench: %u producers -> %s (batch %zu, %zu connections)\n",
                      o.producers, url.c_str(), o.proc.batch.batch_size,
                      o.proc.http.max_connections);
     const run_result ours = run_ours(o, url, col.get());
+    if (fault_clearer.joinable()) fault_clearer.join();
     std::optional<run_result> base;
     if (o.baseline != "none") {
         if (o.progress)
             std::fprintf(stderr, "baseline %s: one blocking POST per event...\n",
                          o.baseline.c_str());
-        base = run_sync_baseline(o, url, col.get(), o.baseline == "sync-keepalive");
+        if (o.baseline == "mutex") {
+            bench_options mo = o;
+            if (!o.events) mo.duration = o.baseline_duration;
+            base = run_ours(mo, url, col.get(), true);
+        } else {
+            base = run_sync_baseline(o, url, col.get(), o.baseline == "sync-keepalive");
+        }
     }
 
     if (o.json_out) {
@@ -608,6 +730,9 @@ int run_bench(const args& a) {
         cfg["queue_capacity"] = o.proc.queue_capacity;
         cfg["collector_delay_ms"] = o.collector_delay.count();
         cfg["baseline"] = o.baseline;
+        cfg["tls"] = o.tls;
+        cfg["collector_fault"] = o.collector_fault;
+        cfg["close_timeout_ms"] = o.close_timeout.count();
         out["config"] = std::move(cfg);
         if (base) {
             out["baseline"] = to_json(*base);
@@ -630,6 +755,248 @@ int run_bench(const args& a) {
         return 1;
     }
     return 0;
+}
+
+}  // namespace evdispatch::app
+
+namespace evdispatch::app {
+
+namespace {
+
+std::vector<std::string> split_list(const std::string& s) {
+    std::vector<std::string> out;
+    std::size_t i = 0;
+    while (i <= s.size()) {
+        auto j = s.find(',', i);
+        if (j == std::string::npos) j = s.size();
+        if (j > i) out.push_back(s.substr(i, j - i));
+        i = j + 1;
+    }
+    return out;
+}
+
+struct sweep_point {
+    std::size_t batch_size;
+    std::chrono::milliseconds flush;
+    std::size_t connections;
+    std::chrono::milliseconds delay;
+    run_result r;
+};
+
+std::string series_label(const sweep_point& p, bool many_conn, bool many_delay) {
+    std::string l = "flush " + std::to_string(p.flush.count()) + " ms";
+    if (many_conn) l += ", " + std::to_string(p.connections) + " conn";
+    if (many_delay) l += ", delay " + std::to_string(p.delay.count()) + " ms";
+    return l;
+}
+
+// Two panels: delivered events/s and accept->ack p99 latency against batch size (log x),
+// one line per flush interval (and connections / delay when several were swept).
+void write_svg(const std::string& path, const std::vector<sweep_point>& pts,
+               const std::string& title) {
+    std::ofstream f(path);
+    const int W = 1040, H = 460, pw = 420, ph = 320, top = 70, left1 = 80, left2 = 570;
+    std::set<std::size_t> conns;
+    std::set<long> delays;
+    std::vector<std::size_t> sizes;
+    for (auto& p : pts) {
+        conns.insert(p.connections);
+        delays.insert(p.delay.count());
+        if (std::find(sizes.begin(), sizes.end(), p.batch_size) == sizes.end())
+            sizes.push_back(p.batch_size);
+    }
+    std::sort(sizes.begin(), sizes.end());
+    const bool many_conn = conns.size() > 1, many_delay = delays.size() > 1;
+    std::map<std::string, std::vector<const sweep_point*>> series;
+    for (auto& p : pts) series[series_label(p, many_conn, many_delay)].push_back(&p);
+    double max_rate = 1, max_lat = 1, min_lat = 1e18;
+    for (auto& p : pts) {
+        max_rate = std::max(max_rate, p.r.delivered_per_sec);
+        max_lat = std::max(max_lat, p.r.e2e_p99_ms);
+        if (p.r.e2e_p99_ms > 0) min_lat = std::min(min_lat, p.r.e2e_p99_ms);
+    }
+    min_lat = std::max(0.1, std::min(min_lat, max_lat) / 2);
+    const double lx0 = std::log10(static_cast<double>(sizes.front()));
+    const double lx1 = std::max(lx0 + 1, std::log10(static_cast<double>(sizes.back())));
+    auto xpos = [&](int left, std::size_t b) {
+        return left + (std::log10(static_cast<double>(b)) - lx0) / (lx1 - lx0) * pw;
+    };
+    auto yrate = [&](double v) { return top + ph - v / (max_rate * 1.1) * ph; };
+    const double ll0 = std::log10(min_lat), ll1 = std::log10(max_lat * 1.5);
+    auto ylat = [&](double v) {
+        v = std::max(v, min_lat);
+        return top + ph - (std::log10(v) - ll0) / (ll1 - ll0) * ph;
+    };
+    static const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
+                                   "#9467bd", "#8c564b", "#e377c2", "#17becf"};
+    f << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H
+      << "' font-family='sans-serif' font-size='12'>\n<rect width='100%' height='100%' "
+         "fill='white'/>\n";
+    f << "<text x='" << W / 2 << "' y='24' text-anchor='middle' font-size='15'>" << title
+      << "</text>\n";
+    for (int panel = 0; panel < 2; ++panel) {
+        const int left = panel == 0 ? left1 : left2;
+        f << "<rect x='" << left << "' y='" << top << "' width='" << pw << "' height='" << ph
+          << "' fill='none' stroke='#444'/>\n";
+        f << "<text x='" << left + pw / 2 << "' y='" << top - 10 << "' text-anchor='middle'>"
+          << (panel == 0 ? "delivered events/s" : "accept-to-ack p99 latency (ms, log)")
+          << "</text>\n";
+        f << "<text x='" << left + pw / 2 << "' y='" << top + ph + 36
+          << "' text-anchor='middle'>batch size (log)</text>\n";
+        for (auto b : sizes) {
+            const double x = xpos(left, b);
+            f << "<line x1='" << x << "' y1='" << top + ph << "' x2='" << x << "' y2='"
+              << top + ph + 5 << "' stroke='#444'/><text x='" << x << "' y='" << top + ph + 18
+              << "' text-anchor='middle'>" << b << "</text>\n";
+        }
+        for (int t = 0; t <= 4; ++t) {
+            double v, y;
+            if (panel == 0) {
+                v = max_rate * 1.1 * t / 4;
+                y = yrate(v);
+            } else {
+                v = std::pow(10.0, ll0 + (ll1 - ll0) * t / 4);
+                y = ylat(v);
+            }
+            char buf[32];
+            std::snprintf(buf, sizeof buf, panel == 0 ? "%.0fk" : "%.3g", panel == 0 ? v / 1000 : v);
+            f << "<line x1='" << left << "' y1='" << y << "' x2='" << left + pw << "' y2='" << y
+              << "' stroke='#ddd'/><text x='" << left - 6 << "' y='" << y + 4
+              << "' text-anchor='end'>" << buf << "</text>\n";
+        }
+        int ci = 0;
+        for (auto& [label, ps] : series) {
+            auto sorted = ps;
+            std::sort(sorted.begin(), sorted.end(),
+                      [](auto* a, auto* b) { return a->batch_size < b->batch_size; });
+            f << "<polyline fill='none' stroke-width='2' stroke='" << colors[ci % 8]
+              << "' points='";
+            for (auto* p : sorted)
+                f << xpos(left, p->batch_size) << ","
+                  << (panel == 0 ? yrate(p->r.delivered_per_sec) : ylat(p->r.e2e_p99_ms)) << " ";
+            f << "'/>\n";
+            for (auto* p : sorted)
+                f << "<circle r='3' fill='" << colors[ci % 8] << "' cx='"
+                  << xpos(left, p->batch_size) << "' cy='"
+                  << (panel == 0 ? yrate(p->r.delivered_per_sec) : ylat(p->r.e2e_p99_ms))
+                  << "'/>\n";
+            if (panel == 1)
+                f << "<rect x='" << left1 + 10 + 170 * (ci % 5) << "' y='" << H - 28 - 16 * (ci / 5)
+                  << "' width='12' height='12' fill='" << colors[ci % 8] << "'/><text x='"
+                  << left1 + 26 + 170 * (ci % 5) << "' y='" << H - 18 - 16 * (ci / 5) << "'>"
+                  << label << "</text>\n";
+            ++ci;
+        }
+    }
+    f << "</svg>\n";
+}
+
+const char* sweep_help =
+    "usage: evdispatch sweep [options]\n"
+    "Runs `bench` (embedded collector, no baseline) over a grid and writes a CSV and an SVG chart\n"
+    "of delivered events/s and p99 accept-to-ack latency against batch size.\n"
+    "  --batch-sizes L         comma list (default 1,10,100,1000)\n"
+    "  --flush-intervals L     comma list of durations (default 10ms,100ms,1s)\n"
+    "  --connections L         comma list (default 4)\n"
+    "  --collector-delays L    comma list of ms (default 0)\n"
+    "  --duration T            per point (default 2s)\n"
+    "  --producers P           (default 4)\n"
+    "  --rate R                events/s per point (default: as fast as possible)\n"
+    "  --out FILE              CSV (default sweep.csv)\n"
+    "  --chart FILE            SVG (default sweep.svg)\n"
+    "  --quiet                 no progress lines\n";
+
+}  // namespace
+
+int run_sweep(const args& a) {
+    option_parser p({"batch-sizes", "flush-intervals", "connections", "collector-delays",
+                     "duration", "producers", "rate", "out", "chart"},
+                    {"quiet", "help"});
+    p.parse(a);
+    if (p.flag("help")) {
+        std::fputs(sweep_help, stdout);
+        return 0;
+    }
+    auto parse_u64s = [&](const char* name, const char* def) {
+        std::vector<std::uint64_t> out;
+        for (auto& item : split_list(p.str(name, def))) {
+            option_parser one({"v"}, {});
+            one.parse({"--v", item});
+            out.push_back(one.u64("v", 0));
+        }
+        if (out.empty()) throw usage_error(std::string("--") + name + " is empty");
+        return out;
+    };
+    const auto sizes = parse_u64s("batch-sizes", "1,10,100,1000");
+    const auto conns = parse_u64s("connections", "4");
+    const auto delays = parse_u64s("collector-delays", "0");
+    std::vector<std::chrono::milliseconds> flushes;
+    for (auto& item : split_list(p.str("flush-intervals", "10ms,100ms,1s"))) {
+        option_parser one({"v"}, {});
+        one.parse({"--v", item});
+        flushes.push_back(one.ms("v", 0ms));
+        if (flushes.back().count() <= 0) throw usage_error("--flush-intervals: must be >= 1ms");
+    }
+    for (auto b : sizes)
+        if (b == 0) throw usage_error("--batch-sizes: must be >= 1");
+    for (auto c : conns)
+        if (c == 0) throw usage_error("--connections: must be >= 1");
+    bench_options base;
+    base.duration = p.ms("duration", 2'000ms, "s");
+    base.producers = static_cast<unsigned>(p.u64("producers", 4, 1, 256));
+    base.rate = p.num("rate", 0, 0, 1e9);
+    base.progress = false;
+    base.close_timeout = 30s;
+    const std::string out_path = p.str("out", "sweep.csv");
+    const std::string chart_path = p.str("chart", "sweep.svg");
+    const bool quiet = p.flag("quiet");
+
+    std::vector<sweep_point> pts;
+    const std::size_t total = sizes.size() * flushes.size() * conns.size() * delays.size();
+    bool all_balanced = true;
+    for (auto d : delays)
+        for (auto c : conns)
+            for (auto fl : flushes)
+                for (auto b : sizes) {
+                    bench_options o = base;
+                    o.proc.batch.batch_size = b;
+                    o.proc.batch.flush_interval = fl;
+                    o.proc.http.max_connections = c;
+                    o.collector_delay = std::chrono::milliseconds(d);
+                    collector_config cc;
+                    cc.delay = o.collector_delay;
+                    collector col(cc);
+                    sweep_point sp{b, fl, c, o.collector_delay, run_ours(o, col.url(), &col)};
+                    all_balanced = all_balanced && sp.r.balanced;
+                    if (!quiet)
+                        std::fprintf(stderr,
+                                     "[%zu/%zu] batch %zu flush %lldms conn %zu delay %llums: "
+                                     "%.0f ev/s, p99 %.2f ms\n",
+                                     pts.size() + 1, total, b, (long long)fl.count(), c,
+                                     (unsigned long long)d, sp.r.delivered_per_sec,
+                                     sp.r.e2e_p99_ms);
+                    pts.push_back(std::move(sp));
+                }
+    std::ofstream csv(out_path);
+    csv << "batch_size,flush_interval_ms,connections,collector_delay_ms,delivered_events_per_sec,"
+           "e2e_latency_ms_p50,e2e_latency_ms_p99,process_ns_p99,dispatcher_cpu_ns_per_event,"
+           "mean_batch_events,accepted,delivered,dropped_queue_full\n";
+    for (auto& sp : pts)
+        csv << sp.batch_size << ',' << sp.flush.count() << ',' << sp.connections << ','
+            << sp.delay.count() << ',' << sp.r.delivered_per_sec << ',' << sp.r.e2e_p50_ms << ','
+            << sp.r.e2e_p99_ms << ',' << sp.r.p99 << ',' << sp.r.dispatcher_cpu_ns_per_event
+            << ',' << sp.r.mean_batch_events << ',' << sp.r.accepted << ',' << sp.r.delivered
+            << ',' << sp.r.dropped[static_cast<std::size_t>(drop_reason::queue_full)] << '\n';
+    char title[160];
+    std::snprintf(title, sizeof title, "evdispatch sweep: %u producers, %s, %.1f s per point",
+                  base.producers,
+                  base.rate > 0 ? (std::to_string(static_cast<long long>(base.rate)) + " events/s").c_str()
+                                : "full speed",
+                  static_cast<double>(base.duration.count()) / 1000.0);
+    write_svg(chart_path, pts, title);
+    std::printf("wrote %s and %s (%zu points)\n", out_path.c_str(), chart_path.c_str(),
+                pts.size());
+    return all_balanced ? 0 : 1;
 }
 
 }  // namespace evdispatch::app

@@ -13,5 +13,6 @@ using args = std::vector<std::string>;
 int run_bench(const args& a);
 int run_collector(const args& a);
 int run_payload(const args& a);
+int run_sweep(const args& a);
 
 }  // namespace evdispatch::app

@@ -20,6 +20,7 @@ void usage(std::FILE* out) {
                  "  bench      drive the processor against the embedded loopback collector\n"
                  "  collector  run the loopback collector on its own\n"
                  "  payload    print the event batches evdispatch would send for JSON inputs\n"
+                 "  sweep      run bench over a grid of batch sizes and flush intervals (CSV+SVG)\n"
                  "  version    print the version\n"
                  "\n"
                  "'evdispatch <command> --help' lists the options of a command.\n");
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
         if (cmd == "bench") return evdispatch::app::run_bench(rest);
         if (cmd == "collector") return evdispatch::app::run_collector(rest);
         if (cmd == "payload") return evdispatch::app::run_payload(rest);
+        if (cmd == "sweep") return evdispatch::app::run_sweep(rest);
         if (cmd == "version" || cmd == "--version") {
             std::printf("evdispatch %s\n", std::string(evdispatch::version()).c_str());
             return 0;
