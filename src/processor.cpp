@@ -93,6 +93,7 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     // the one that flips it from false to true.
     alignas(cache_line) std::atomic<bool> drain_scheduled{false};
     alignas(cache_line) std::atomic<std::uint64_t> refused_full{0};
+    std::atomic<std::int64_t> foreign_calls{0};  // dispatch completions not yet returned
     std::atomic<std::uint64_t> refused_closed{0};
     // Seqlock-published copy of the strand counters.
     alignas(cache_line) std::atomic<std::uint64_t> pub_seq{0};
@@ -325,14 +326,21 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         ++ctr[c_requests];
         const std::uint64_t id = f.id;
         // The dispatcher may complete from any thread, or inline: always come back through a
-        // post onto the strand.
+        // post onto the strand. `foreign_calls` counts completions that may still be running
+        // on a thread of the dispatcher's: an owning processor waits for it to reach zero
+        // before its io_context (and so the strand) goes away.
         auto self = shared_from_this();
+        foreign_calls.fetch_add(1, std::memory_order_relaxed);
         dispatcher->async_dispatch(
             f.request, [self, id](error_code ec, dispatch_result r) mutable {
-                auto& s = *self;
-                asio::post(s.strand, [self = std::move(self), id, ec, r = std::move(r)]() mutable {
-                    self->on_result(id, ec, std::move(r));
+                processor_state* s = self.get();
+                auto keep = std::move(self);
+                asio::post(s->strand, [keep, id, ec, r = std::move(r)]() mutable {
+                    keep->on_result(id, ec, std::move(r));
                 });
+                keep.reset();
+                // Last touch of the state from this thread.
+                s->foreign_calls.fetch_sub(1, std::memory_order_release);
             });
     }
 
@@ -760,6 +768,13 @@ batch_event_processor::~batch_event_processor() {
     // The close deadline bounds this wait; the extra margin only guards against a stuck
     // custom dispatcher holding the strand.
     fut.wait_for(timeout + std::chrono::seconds(5));
+    // A dispatcher's thread may still be inside a completion (posting to our strand): the
+    // io_context must outlive that. Bounded wait: a dispatcher that never completes after
+    // shutdown() breaks its contract.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (state_->foreign_calls.load(std::memory_order_acquire) > 0 &&
+           std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     // Let the remaining handlers (cancelled timers, closing sockets) run out, briefly.
     thread_->guard.reset();
     if (thread_->exited.get_future().wait_for(std::chrono::seconds(2)) !=

@@ -26,12 +26,14 @@ enum class outcome { all_delivered, all_rejected_4xx, all_tls_verify_failed };
 struct fault_row {
     const char* name;
     collector_faults faults;
-    /// Faults are cleared this long after the load starts (0: they stay).
+    /// Faults are cleared this long after the load starts (0: they stay), and not before
+    /// `seen` says the fault has acted (so slow runs, e.g. under sanitizers, still see it).
     std::chrono::milliseconds clear_after{0};
     outcome expect = outcome::all_delivered;
     bool expect_duplicates = false;
     bool pause_listening = false;  // stop listening at the start, come back at clear_after
     const char* server_cert = "server";  // which certificate the HTTPS collector serves
+    std::function<bool(const collector_stats&)> seen;
 };
 
 std::vector<fault_row> fault_rows() {
@@ -53,11 +55,13 @@ std::vector<fault_row> fault_rows() {
         collector_faults f;
         f.stall = true;
         rows.push_back({"stall, then recover", f, 700ms});
+        rows.back().seen = [](const collector_stats& s) { return s.stalled >= 1; };
     }
     {
         collector_faults f;
         f.reset_mid_request = true;
         rows.push_back({"reset mid-request, then recover", f, 300ms});
+        rows.back().seen = [](const collector_stats& s) { return s.resets >= 3; };
     }
     {
         collector_faults f;
@@ -74,6 +78,7 @@ std::vector<fault_row> fault_rows() {
         f.accept_then_drop_response = true;
         rows.push_back({"response lost after accept, then recover", f, 300ms, outcome::all_delivered,
                         true});
+        rows.back().seen = [](const collector_stats& s) { return s.dropped_responses >= 3; };
     }
     rows.push_back({"stop listening, come back", {}, 800ms, outcome::all_delivered, false, true});
     {
@@ -113,6 +118,9 @@ run_totals run_load(collector& col, const fault_row& row, const std::string& url
     if (row.clear_after.count() > 0) {
         clearer = std::thread([&] {
             std::this_thread::sleep_for(row.clear_after);
+            const auto limit = std::chrono::steady_clock::now() + 30s;
+            while (row.seen && !row.seen(col.stats()) && std::chrono::steady_clock::now() < limit)
+                std::this_thread::sleep_for(5ms);
             col.set_faults({});
             if (row.pause_listening) col.resume_listening();
         });
