@@ -93,7 +93,9 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     // the one that flips it from false to true.
     alignas(cache_line) std::atomic<bool> drain_scheduled{false};
     alignas(cache_line) std::atomic<std::uint64_t> refused_full{0};
-    std::atomic<std::int64_t> foreign_calls{0};  // dispatch completions not yet returned
+    // Dispatch completions still running on a dispatcher's thread (see start_attempt).
+    std::shared_ptr<std::atomic<std::int64_t>> foreign_calls =
+        std::make_shared<std::atomic<std::int64_t>>(0);
     std::atomic<std::uint64_t> refused_closed{0};
     // Seqlock-published copy of the strand counters.
     alignas(cache_line) std::atomic<std::uint64_t> pub_seq{0};
@@ -329,18 +331,18 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         // post onto the strand. `foreign_calls` counts completions that may still be running
         // on a thread of the dispatcher's: an owning processor waits for it to reach zero
         // before its io_context (and so the strand) goes away.
+        // The dispatcher's thread never holds the last reference to the state (the posted
+        // handler takes it), and the counter has its own lifetime.
         auto self = shared_from_this();
-        foreign_calls.fetch_add(1, std::memory_order_relaxed);
+        auto calls = foreign_calls;
+        calls->fetch_add(1, std::memory_order_relaxed);
         dispatcher->async_dispatch(
-            f.request, [self, id](error_code ec, dispatch_result r) mutable {
-                processor_state* s = self.get();
-                auto keep = std::move(self);
-                asio::post(s->strand, [keep, id, ec, r = std::move(r)]() mutable {
-                    keep->on_result(id, ec, std::move(r));
+            f.request, [self, id, calls](error_code ec, dispatch_result r) mutable {
+                auto& strand = self->strand;
+                asio::post(strand, [self = std::move(self), id, ec, r = std::move(r)]() mutable {
+                    self->on_result(id, ec, std::move(r));
                 });
-                keep.reset();
-                // Last touch of the state from this thread.
-                s->foreign_calls.fetch_sub(1, std::memory_order_release);
+                calls->fetch_sub(1, std::memory_order_release);
             });
     }
 
@@ -772,7 +774,7 @@ batch_event_processor::~batch_event_processor() {
     // io_context must outlive that. Bounded wait: a dispatcher that never completes after
     // shutdown() breaks its contract.
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    while (state_->foreign_calls.load(std::memory_order_acquire) > 0 &&
+    while (state_->foreign_calls->load(std::memory_order_acquire) > 0 &&
            std::chrono::steady_clock::now() < until)
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     // Let the remaining handlers (cancelled timers, closing sockets) run out, briefly.

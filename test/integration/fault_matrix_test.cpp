@@ -103,7 +103,7 @@ run_totals run_load(collector& col, const fault_row& row, const std::string& url
     cfg.batch.batch_size = 50;
     cfg.batch.flush_interval = 50ms;
     cfg.http.connect_timeout = 500ms;
-    cfg.http.request_timeout = 500ms;
+    cfg.http.request_timeout = 3s;  // a timeout after the server accepted would duplicate
     cfg.tls.ca_file = ca_file;
     cfg.retry.max_attempts = 60;
     cfg.retry.base_backoff = 20ms;
