@@ -13,3 +13,7 @@
 #include <evdispatch/log_event.hpp>
 #include <evdispatch/metrics.hpp>
 #include <evdispatch/processor.hpp>
+#include <evdispatch/project_config.hpp>
+#include <evdispatch/retry_policy.hpp>
+#include <evdispatch/sdk_batch.hpp>
+#include <evdispatch/value.hpp>
