@@ -241,17 +241,19 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         }
         // Hand closed batches on at once, so the backlog accounting that gates the drain loop
         // is always current.
-        if (!closed_scratch.empty()) {
-            for (auto& b : closed_scratch) enqueue_batch(std::move(b));
-            closed_scratch.clear();
-        }
+        hand_on_closed();
+    }
+
+    // Moves every batch the batcher closed into the backlog / in-flight stage.
+    void hand_on_closed() {
+        for (auto& b : closed_scratch) enqueue_batch(std::move(b));
+        closed_scratch.clear();
     }
 
     // Runs after every strand entry point: send what closed, keep timers right, wake waiters,
     // publish counters.
     void after_work() {
-        for (auto& b : closed_scratch) enqueue_batch(std::move(b));
-        closed_scratch.clear();
+        hand_on_closed();
         pump();
         arm_flush_timer();
         progress_flushes();
@@ -513,8 +515,7 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         if (closing && popped >= ring.pushed()) need_flush = true;
         if (need_flush) {
             batches.flush(closed_scratch);
-            for (auto& b : closed_scratch) enqueue_batch(std::move(b));
-            closed_scratch.clear();
+            hand_on_closed();
             const std::uint64_t last = batches.last_closed_id();
             for (auto& w : flush_waiters)
                 if (w.batch_target == 0 && popped >= w.ring_target) w.batch_target = last + 1;
@@ -580,8 +581,7 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         log(log_level::warning, "close deadline passed: dropping what is not delivered");
         // Open batches, the backlog and in-flight batches are given up now.
         batches.flush(closed_scratch);
-        for (auto& b : closed_scratch) enqueue_batch(std::move(b));  // dropped: deadline
-        closed_scratch.clear();
+        hand_on_closed();  // dropped: deadline
         while (!backlog.empty()) {
             closed_batch b = std::move(backlog.front());
             backlog.pop_front();

@@ -9,6 +9,7 @@
 
 #include "batcher.hpp"
 #include "support/tls_certs.hpp"
+#include "url.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -30,19 +31,19 @@
 #define EVDISPATCH_HAVE_TSC 1
 #endif
 
+#include <algorithm>
 #include <atomic>
 #include <cinttypes>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
-#include <algorithm>
-#include <cmath>
 #include <fstream>
-#include <map>
-#include <set>
 #include <future>
-#include <optional>
+#include <map>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -67,8 +68,8 @@ struct bench_options {
     std::string baseline = "sync";
     std::chrono::milliseconds baseline_duration{2'000};
     bool json_out = false;
-    std::string url;  // empty: embedded collector
-    bool tls = false;  // embedded collector over HTTPS (certificates made for the run)
+    std::string url;              // empty: embedded collector
+    bool tls = false;             // embedded collector over HTTPS (certificates made for the run)
     std::string collector_fault;  // see bench_help
     std::chrono::milliseconds close_timeout{30'000};
     bool progress = true;
@@ -193,20 +194,20 @@ void drive_producers(const bench_options& o, const context_ptr& ctx, Submit&& su
                          : UINT64_MAX;
             const double per_thread_rate = o.rate > 0 ? o.rate / o.producers : 0;
             auto next = clock::now();
-            const auto interval =
-                per_thread_rate > 0
-                    ? std::chrono::duration_cast<clock::duration>(
-                          std::chrono::duration<double>(1.0 / per_thread_rate))
-                    : clock::duration::zero();
+            const auto interval = per_thread_rate > 0
+                                      ? std::chrono::duration_cast<clock::duration>(
+                                            std::chrono::duration<double>(1.0 / per_thread_rate))
+                                      : clock::duration::zero();
             histogram& h = hist[p];
             for (std::uint64_t i = 0; i < quota; ++i) {
-                if ((i & 255) == 0 && (stop.load(std::memory_order_relaxed) ||
-                                       (!o.events && clock::now() >= end)))
+                if ((i & 255) == 0 &&
+                    (stop.load(std::memory_order_relaxed) || (!o.events && clock::now() >= end)))
                     break;
                 if (per_thread_rate > 0) {
                     next += interval;
                     const auto now = clock::now();
-                    if (next > now) std::this_thread::sleep_until(next);
+                    if (next > now)
+                        std::this_thread::sleep_until(next);
                 }
                 auto ev = wl.make(i * o.producers + p, imp, conv);
                 const auto k0 = ticks();
@@ -214,13 +215,14 @@ void drive_producers(const bench_options& o, const context_ptr& ctx, Submit&& su
                 const auto k1 = ticks();
                 h.record(k1 - k0);
                 submitted.fetch_add(1, std::memory_order_relaxed);
-                if (!ok) std::this_thread::yield();  // queue full: let the dispatcher run
+                if (!ok)
+                    std::this_thread::yield();  // queue full: let the dispatcher run
             }
         });
     }
-    for (auto& t : ts) t.join();
+    for (auto& t : ts)
+        t.join();
 }
-
 
 void progress_line(bool tty, double secs, std::uint64_t submitted, const metrics_snapshot& m) {
     const double rate = secs > 0 ? static_cast<double>(m.delivered) / secs : 0;
@@ -260,7 +262,8 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
     std::uint64_t batch_events = 0, batch_count = 0;
     processor_hooks hooks;
     hooks.on_batch_result = [&](const batch_result& br) {
-        if (!br.delivered) return;
+        if (!br.delivered)
+            return;
         for (auto t : br.created)
             e2e.record(static_cast<std::uint64_t>(
                 std::chrono::duration_cast<std::chrono::microseconds>(br.finished - t).count()));
@@ -280,7 +283,8 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
         auto next = start + 1s;
         while (!done.load()) {
             std::this_thread::sleep_for(50ms);
-            if (clock::now() < next) continue;
+            if (clock::now() < next)
+                continue;
             next += 1s;
             if (o.progress)
                 progress_line(tty, std::chrono::duration<double>(clock::now() - start).count(),
@@ -306,11 +310,13 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
                 {
                     std::unique_lock lk(mu);
                     cv.wait(lk, [&] { return !queue.empty() || producers_done; });
-                    if (queue.empty() && producers_done) return;
+                    if (queue.empty() && producers_done)
+                        return;
                     local.swap(queue);
                 }
                 for (auto& ev : local)
-                    if (proc->process(std::move(ev)) != process_result::accepted) ++mutex_refused;
+                    if (proc->process(std::move(ev)) != process_result::accepted)
+                        ++mutex_refused;
                 local.clear();
             }
         });
@@ -320,7 +326,8 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
             [&](event_ptr ev) {
                 {
                     std::lock_guard lk(mu);
-                    if (queue.size() >= cap) return false;  // bounded, like the ring
+                    if (queue.size() >= cap)
+                        return false;  // bounded, like the ring
                     queue.push_back(std::move(ev));
                 }
                 cv.notify_one();
@@ -343,7 +350,8 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
     const auto finish = clock::now();
     done = true;
     progress.join();
-    if (tty) std::fprintf(stderr, "\n");
+    if (tty)
+        std::fprintf(stderr, "\n");
     proc.reset();
     guard.reset();
     io.run_for(2s);  // let sockets close
@@ -352,7 +360,8 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
     const std::uint64_t cpu = dispatcher_cpu_ns.load();
 
     histogram all;
-    for (auto& h : hist) all.merge(h);
+    for (auto& h : hist)
+        all.merge(h);
     const auto& m = rep.metrics;
     r.submitted = mutex_handoff ? submitted.load() : m.submitted();
     r.accepted = m.accepted;
@@ -375,8 +384,8 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
     r.dispatcher_cpu_ns_per_event =
         m.delivered ? static_cast<double>(cpu) / static_cast<double>(m.delivered) : 0;
     r.peak_rss_mb = peak_rss_mb();
-    r.balanced = m.balanced() && m.pending == 0 &&
-                 m.accepted == m.delivered + m.dropped_after_accept();
+    r.balanced =
+        m.balanced() && m.pending == 0 && m.accepted == m.delivered + m.dropped_after_accept();
     if (col) {
         const auto s = col->stats();
         r.duplicates = s.duplicates - col_before.duplicates;
@@ -392,19 +401,8 @@ run_result run_sync_baseline(const bench_options& o, const std::string& url, col
                              bool keep_alive) {
     run_result r;
     r.name = keep_alive ? "sync-keepalive" : "sync";
-    const auto parsed = [&] {
-        // host/port/target from the URL, as the HTTP dispatcher would.
-        auto sep = url.find("://");
-        auto rest = url.substr(sep + 3);
-        auto slash = rest.find('/');
-        auto hostport = rest.substr(0, slash);
-        auto colon = hostport.rfind(':');
-        struct hp {
-            std::string host, port, target;
-        };
-        return hp{hostport.substr(0, colon), hostport.substr(colon + 1),
-                  slash == std::string::npos ? "/" : rest.substr(slash)};
-    }();
+    const auto parsed = detail::parse_endpoint_url(url);  // host, port, target
+
     const auto before = col ? col->stats() : collector_stats{};
     bench_options bo = o;
     bo.duration = o.baseline_duration;
@@ -456,7 +454,8 @@ run_result run_sync_baseline(const bench_options& o, const std::string& url, col
             boost::system::error_code ec;
             http::write(*tl_stream, req, ec);
             http::response<http::string_body> res;
-            if (!ec) http::read(*tl_stream, *tl_buffer, res, ec);
+            if (!ec)
+                http::read(*tl_stream, *tl_buffer, res, ec);
             if (!ec && res.result_int() / 100 == 2) {
                 ++delivered;
                 return true;
@@ -474,7 +473,8 @@ run_result run_sync_baseline(const bench_options& o, const std::string& url, col
     r.seconds = std::chrono::duration<double>(finish - start).count();
     r.delivered_per_sec = static_cast<double>(r.delivered) / r.seconds;
     histogram all;
-    for (auto& h : hist) all.merge(h);
+    for (auto& h : hist)
+        all.merge(h);
     r.p50 = static_cast<std::uint64_t>(static_cast<double>(all.quantile(0.50)) * ns_per_tick);
     r.p99 = static_cast<std::uint64_t>(static_cast<double>(all.quantile(0.99)) * ns_per_tick);
     r.p999 = static_cast<std::uint64_t>(static_cast<double>(all.quantile(0.999)) * ns_per_tick);
@@ -527,7 +527,8 @@ json::object to_json(const run_result& r) {
 void print_table(const run_result& r, const run_result* base) {
     auto row = [&](const char* name, auto fn) {
         std::printf("  %-30s %16s", name, fn(r).c_str());
-        if (base) std::printf(" %16s", fn(*base).c_str());
+        if (base)
+            std::printf(" %16s", fn(*base).c_str());
         std::printf("\n");
     };
     auto u = [](std::uint64_t v) { return std::to_string(v); };
@@ -537,7 +538,8 @@ void print_table(const run_result& r, const run_result* base) {
         return std::string(b);
     };
     std::printf("\n  %-30s %16s", "", r.name.c_str());
-    if (base) std::printf(" %16s", base->name.c_str());
+    if (base)
+        std::printf(" %16s", base->name.c_str());
     std::printf("\n");
     row("events accepted", [&](const run_result& x) { return u(x.accepted); });
     row("events delivered", [&](const run_result& x) { return u(x.delivered); });
@@ -550,15 +552,12 @@ void print_table(const run_result& r, const run_result* base) {
     }
     row("duplicates at collector", [&](const run_result& x) { return u(x.duplicates); });
     row("delivered events/s", [&](const run_result& x) { return f(x.delivered_per_sec, 0); });
-    row("process() p50 / p99 / p999 ns", [&](const run_result& x) {
-        return u(x.p50) + "/" + u(x.p99) + "/" + u(x.p999);
-    });
-    row("accept->ack p50 / p99 ms", [&](const run_result& x) {
-        return f(x.e2e_p50_ms, 2) + "/" + f(x.e2e_p99_ms, 2);
-    });
-    row("batches (mean events)", [&](const run_result& x) {
-        return u(x.batches) + " (" + f(x.mean_batch_events, 1) + ")";
-    });
+    row("process() p50 / p99 / p999 ns",
+        [&](const run_result& x) { return u(x.p50) + "/" + u(x.p99) + "/" + u(x.p999); });
+    row("accept->ack p50 / p99 ms",
+        [&](const run_result& x) { return f(x.e2e_p50_ms, 2) + "/" + f(x.e2e_p99_ms, 2); });
+    row("batches (mean events)",
+        [&](const run_result& x) { return u(x.batches) + " (" + f(x.mean_batch_events, 1) + ")"; });
     row("connections opened", [&](const run_result& x) { return u(x.connections_opened); });
     row("dispatcher CPU ns/event",
         [&](const run_result& x) { return f(x.dispatcher_cpu_ns_per_event, 0); });
@@ -628,11 +627,11 @@ const char* bench_help =
 }  // namespace
 
 int run_bench(const args& a) {
-    option_parser p({"events", "duration", "producers", "rate", "batch-size", "flush-interval",
-                     "max-batch-bytes", "connections", "queue-capacity", "collector-delay-ms",
-                     "baseline", "baseline-duration", "url", "ca-file", "close-timeout",
-                     "collector-fault"},
-                    {"json", "quiet", "help", "tls"});
+    option_parser p(
+        {"events", "duration", "producers", "rate", "batch-size", "flush-interval",
+         "max-batch-bytes", "connections", "queue-capacity", "collector-delay-ms", "baseline",
+         "baseline-duration", "url", "ca-file", "close-timeout", "collector-fault"},
+        {"json", "quiet", "help", "tls"});
     p.parse(a);
     if (p.flag("help")) {
         std::fputs(bench_help, stdout);
@@ -659,8 +658,9 @@ int run_bench(const args& a) {
     o.tls = p.flag("tls");
     o.collector_fault = p.str("collector-fault", "");
     if (!o.url.empty() && (o.tls || !o.collector_fault.empty() || o.collector_delay.count()))
-        throw usage_error("--tls, --collector-fault and --collector-delay-ms apply to the "
-                          "embedded collector, not to --url");
+        throw usage_error(
+            "--tls, --collector-fault and --collector-delay-ms apply to the "
+            "embedded collector, not to --url");
     o.close_timeout = p.ms("close-timeout", o.close_timeout, "s");
     o.json_out = p.flag("json");
     o.progress = !p.flag("quiet");
@@ -699,7 +699,8 @@ int run_bench(const args& a) {
                      o.producers, url.c_str(), o.proc.batch.batch_size,
                      o.proc.http.max_connections);
     const run_result ours = run_ours(o, url, col.get());
-    if (fault_clearer.joinable()) fault_clearer.join();
+    if (fault_clearer.joinable())
+        fault_clearer.join();
     std::optional<run_result> base;
     if (o.baseline != "none") {
         if (o.progress)
@@ -707,7 +708,8 @@ int run_bench(const args& a) {
                          o.baseline.c_str());
         if (o.baseline == "mutex") {
             bench_options mo = o;
-            if (!o.events) mo.duration = o.baseline_duration;
+            if (!o.events)
+                mo.duration = o.baseline_duration;
             base = run_ours(mo, url, col.get(), true);
         } else {
             base = run_sync_baseline(o, url, col.get(), o.baseline == "sync-keepalive");
@@ -750,8 +752,9 @@ int run_bench(const args& a) {
     }
     if (col && ours.collector_events + (base ? base->collector_events : 0) <
                    ours.delivered + (base ? base->delivered : 0)) {
-        std::fprintf(stderr, "evdispatch bench: the collector counted fewer events than "
-                             "were reported delivered\n");
+        std::fprintf(stderr,
+                     "evdispatch bench: the collector counted fewer events than "
+                     "were reported delivered\n");
         return 1;
     }
     return 0;
@@ -768,8 +771,10 @@ std::vector<std::string> split_list(const std::string& s) {
     std::size_t i = 0;
     while (i <= s.size()) {
         auto j = s.find(',', i);
-        if (j == std::string::npos) j = s.size();
-        if (j > i) out.push_back(s.substr(i, j - i));
+        if (j == std::string::npos)
+            j = s.size();
+        if (j > i)
+            out.push_back(s.substr(i, j - i));
         i = j + 1;
     }
     return out;
@@ -785,8 +790,10 @@ struct sweep_point {
 
 std::string series_label(const sweep_point& p, bool many_conn, bool many_delay) {
     std::string l = "flush " + std::to_string(p.flush.count()) + " ms";
-    if (many_conn) l += ", " + std::to_string(p.connections) + " conn";
-    if (many_delay) l += ", delay " + std::to_string(p.delay.count()) + " ms";
+    if (many_conn)
+        l += ", " + std::to_string(p.connections) + " conn";
+    if (many_delay)
+        l += ", delay " + std::to_string(p.delay.count()) + " ms";
     return l;
 }
 
@@ -808,12 +815,14 @@ void write_svg(const std::string& path, const std::vector<sweep_point>& pts,
     std::sort(sizes.begin(), sizes.end());
     const bool many_conn = conns.size() > 1, many_delay = delays.size() > 1;
     std::map<std::string, std::vector<const sweep_point*>> series;
-    for (auto& p : pts) series[series_label(p, many_conn, many_delay)].push_back(&p);
+    for (auto& p : pts)
+        series[series_label(p, many_conn, many_delay)].push_back(&p);
     double max_rate = 1, max_lat = 1, min_lat = 1e18;
     for (auto& p : pts) {
         max_rate = std::max(max_rate, p.r.delivered_per_sec);
         max_lat = std::max(max_lat, p.r.e2e_p99_ms);
-        if (p.r.e2e_p99_ms > 0) min_lat = std::min(min_lat, p.r.e2e_p99_ms);
+        if (p.r.e2e_p99_ms > 0)
+            min_lat = std::min(min_lat, p.r.e2e_p99_ms);
     }
     min_lat = std::max(0.1, std::min(min_lat, max_lat) / 2);
     const double lx0 = std::log10(static_cast<double>(sizes.front()));
@@ -859,7 +868,8 @@ void write_svg(const std::string& path, const std::vector<sweep_point>& pts,
                 y = ylat(v);
             }
             char buf[32];
-            std::snprintf(buf, sizeof buf, panel == 0 ? "%.0fk" : "%.3g", panel == 0 ? v / 1000 : v);
+            std::snprintf(buf, sizeof buf, panel == 0 ? "%.0fk" : "%.3g",
+                          panel == 0 ? v / 1000 : v);
             f << "<line x1='" << left << "' y1='" << y << "' x2='" << left + pw << "' y2='" << y
               << "' stroke='#ddd'/><text x='" << left - 6 << "' y='" << y + 4
               << "' text-anchor='end'>" << buf << "</text>\n";
@@ -924,7 +934,8 @@ int run_sweep(const args& a) {
             one.parse({"--v", item});
             out.push_back(one.u64("v", 0));
         }
-        if (out.empty()) throw usage_error(std::string("--") + name + " is empty");
+        if (out.empty())
+            throw usage_error(std::string("--") + name + " is empty");
         return out;
     };
     const auto sizes = parse_u64s("batch-sizes", "1,10,100,1000");
@@ -935,12 +946,15 @@ int run_sweep(const args& a) {
         option_parser one({"v"}, {});
         one.parse({"--v", item});
         flushes.push_back(one.ms("v", 0ms));
-        if (flushes.back().count() <= 0) throw usage_error("--flush-intervals: must be >= 1ms");
+        if (flushes.back().count() <= 0)
+            throw usage_error("--flush-intervals: must be >= 1ms");
     }
     for (auto b : sizes)
-        if (b == 0) throw usage_error("--batch-sizes: must be >= 1");
+        if (b == 0)
+            throw usage_error("--batch-sizes: must be >= 1");
     for (auto c : conns)
-        if (c == 0) throw usage_error("--connections: must be >= 1");
+        if (c == 0)
+            throw usage_error("--connections: must be >= 1");
     bench_options base;
     base.duration = p.ms("duration", 2'000ms, "s");
     base.producers = static_cast<unsigned>(p.u64("producers", 4, 1, 256));
@@ -984,18 +998,17 @@ int run_sweep(const args& a) {
     for (auto& sp : pts)
         csv << sp.batch_size << ',' << sp.flush.count() << ',' << sp.connections << ','
             << sp.delay.count() << ',' << sp.r.delivered_per_sec << ',' << sp.r.e2e_p50_ms << ','
-            << sp.r.e2e_p99_ms << ',' << sp.r.p99 << ',' << sp.r.dispatcher_cpu_ns_per_event
-            << ',' << sp.r.mean_batch_events << ',' << sp.r.accepted << ',' << sp.r.delivered
-            << ',' << sp.r.dropped[static_cast<std::size_t>(drop_reason::queue_full)] << '\n';
+            << sp.r.e2e_p99_ms << ',' << sp.r.p99 << ',' << sp.r.dispatcher_cpu_ns_per_event << ','
+            << sp.r.mean_batch_events << ',' << sp.r.accepted << ',' << sp.r.delivered << ','
+            << sp.r.dropped[static_cast<std::size_t>(drop_reason::queue_full)] << '\n';
     char title[160];
-    std::snprintf(title, sizeof title, "evdispatch sweep: %u producers, %s, %.1f s per point",
-                  base.producers,
-                  base.rate > 0 ? (std::to_string(static_cast<long long>(base.rate)) + " events/s").c_str()
-                                : "full speed",
-                  static_cast<double>(base.duration.count()) / 1000.0);
+    std::snprintf(
+        title, sizeof title, "evdispatch sweep: %u producers, %s, %.1f s per point", base.producers,
+        base.rate > 0 ? (std::to_string(static_cast<long long>(base.rate)) + " events/s").c_str()
+                      : "full speed",
+        static_cast<double>(base.duration.count()) / 1000.0);
     write_svg(chart_path, pts, title);
-    std::printf("wrote %s and %s (%zu points)\n", out_path.c_str(), chart_path.c_str(),
-                pts.size());
+    std::printf("wrote %s and %s (%zu points)\n", out_path.c_str(), chart_path.c_str(), pts.size());
     return all_balanced ? 0 : 1;
 }
 

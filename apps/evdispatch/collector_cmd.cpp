@@ -66,7 +66,8 @@ std::vector<unsigned> parse_statuses(const std::string& s) {
     std::size_t i = 0;
     while (i <= s.size()) {
         auto j = s.find(',', i);
-        if (j == std::string::npos) j = s.size();
+        if (j == std::string::npos)
+            j = s.size();
         const std::string part = s.substr(i, j - i);
         char* end = nullptr;
         const unsigned long v = std::strtoul(part.c_str(), &end, 10);
@@ -93,7 +94,8 @@ int run_collector(const args& a) {
     collector_config cfg;
     const std::string listen = p.str("listen", "127.0.0.1:0");
     const auto colon = listen.rfind(':');
-    if (colon == std::string::npos) throw usage_error("--listen must be HOST:PORT");
+    if (colon == std::string::npos)
+        throw usage_error("--listen must be HOST:PORT");
     cfg.listen_address = listen.substr(0, colon);
     if (cfg.listen_address.size() > 2 && cfg.listen_address.front() == '[')
         cfg.listen_address = cfg.listen_address.substr(1, cfg.listen_address.size() - 2);
@@ -113,7 +115,8 @@ int run_collector(const args& a) {
     cfg.max_body_bytes = p.u64("max-body-bytes", cfg.max_body_bytes, 1024);
 
     collector_faults faults;
-    if (p.has("fault-script")) faults.script = parse_statuses(p.str("fault-script", ""));
+    if (p.has("fault-script"))
+        faults.script = parse_statuses(p.str("fault-script", ""));
     faults.retry_after_status = static_cast<unsigned>(p.u64("retry-after-status", 0, 0, 599));
     faults.retry_after = p.str("retry-after", "");
     if (!faults.retry_after.empty() && faults.retry_after_status == 0)
@@ -145,19 +148,21 @@ int run_collector(const args& a) {
     for (;;) {
         timespec ts{1, 0};
         const int sig = sigtimedwait(&set, nullptr, &ts);
-        if (sig == SIGINT || sig == SIGTERM) break;
+        if (sig == SIGINT || sig == SIGTERM)
+            break;
         const auto s = col.stats();
         if (!quiet)
-            std::printf("requests %llu  batches %llu  events %llu (+%llu/s)  duplicates %llu  "
-                        "rejected %llu  failed %llu\n",
-                        (unsigned long long)s.requests, (unsigned long long)s.batches,
-                        (unsigned long long)s.events,
-                        (unsigned long long)(s.events - last.events),
-                        (unsigned long long)s.duplicates, (unsigned long long)s.rejected,
-                        (unsigned long long)s.failed_batches);
+            std::printf(
+                "requests %llu  batches %llu  events %llu (+%llu/s)  duplicates %llu  "
+                "rejected %llu  failed %llu\n",
+                (unsigned long long)s.requests, (unsigned long long)s.batches,
+                (unsigned long long)s.events, (unsigned long long)(s.events - last.events),
+                (unsigned long long)s.duplicates, (unsigned long long)s.rejected,
+                (unsigned long long)s.failed_batches);
         std::fflush(stdout);
         last = s;
-        if (duration.count() > 0 && std::chrono::steady_clock::now() - start >= duration) break;
+        if (duration.count() > 0 && std::chrono::steady_clock::now() - start >= duration)
+            break;
     }
     col.stop();
     std::printf("final: %s\n", boost::json::serialize(stats_json(col.stats())).c_str());

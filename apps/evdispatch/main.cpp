@@ -36,10 +36,14 @@ int main(int argc, char** argv) {
     const std::string cmd = argv[1];
     evdispatch::app::args rest(argv + 2, argv + argc);
     try {
-        if (cmd == "bench") return evdispatch::app::run_bench(rest);
-        if (cmd == "collector") return evdispatch::app::run_collector(rest);
-        if (cmd == "payload") return evdispatch::app::run_payload(rest);
-        if (cmd == "sweep") return evdispatch::app::run_sweep(rest);
+        if (cmd == "bench")
+            return evdispatch::app::run_bench(rest);
+        if (cmd == "collector")
+            return evdispatch::app::run_collector(rest);
+        if (cmd == "payload")
+            return evdispatch::app::run_payload(rest);
+        if (cmd == "sweep")
+            return evdispatch::app::run_sweep(rest);
         if (cmd == "version" || cmd == "--version") {
             std::printf("evdispatch %s\n", std::string(evdispatch::version()).c_str());
             return 0;

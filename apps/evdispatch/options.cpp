@@ -12,7 +12,8 @@ option_parser::option_parser(std::vector<std::string> valued, std::vector<std::s
 void option_parser::parse(const std::vector<std::string>& args) {
     for (std::size_t i = 0; i < args.size(); ++i) {
         std::string a = args[i];
-        if (a.rfind("--", 0) != 0) throw usage_error("unexpected argument '" + a + "'");
+        if (a.rfind("--", 0) != 0)
+            throw usage_error("unexpected argument '" + a + "'");
         a = a.substr(2);
         std::string value;
         bool inline_value = false;
@@ -23,15 +24,18 @@ void option_parser::parse(const std::vector<std::string>& args) {
         }
         const bool is_valued = std::find(valued_.begin(), valued_.end(), a) != valued_.end();
         const bool is_flag = std::find(flags_.begin(), flags_.end(), a) != flags_.end();
-        if (!is_valued && !is_flag) throw usage_error("unknown option --" + a);
+        if (!is_valued && !is_flag)
+            throw usage_error("unknown option --" + a);
         if (is_flag) {
-            if (inline_value) throw usage_error("option --" + a + " takes no value");
+            if (inline_value)
+                throw usage_error("option --" + a + " takes no value");
             values_[a] = "1";
             order_.emplace_back(a, "true");
             continue;
         }
         if (!inline_value) {
-            if (i + 1 >= args.size()) throw usage_error("option --" + a + " needs a value");
+            if (i + 1 >= args.size())
+                throw usage_error("option --" + a + " needs a value");
             value = args[++i];
         }
         values_[a] = value;
@@ -47,7 +51,8 @@ std::string option_parser::str(const std::string& name, const std::string& def) 
 std::uint64_t option_parser::u64(const std::string& name, std::uint64_t def, std::uint64_t min,
                                  std::uint64_t max) const {
     auto it = values_.find(name);
-    if (it == values_.end()) return def;
+    if (it == values_.end())
+        return def;
     const std::string& s = it->second;
     std::uint64_t v = 0;
     auto r = std::from_chars(s.data(), s.data() + s.size(), v);
@@ -61,21 +66,23 @@ std::uint64_t option_parser::u64(const std::string& name, std::uint64_t def, std
 
 double option_parser::num(const std::string& name, double def, double min, double max) const {
     auto it = values_.find(name);
-    if (it == values_.end()) return def;
+    if (it == values_.end())
+        return def;
     const std::string& s = it->second;
     double v = 0;
     auto r = std::from_chars(s.data(), s.data() + s.size(), v);
     if (r.ec != std::errc{} || r.ptr != s.data() + s.size() || !std::isfinite(v))
         throw usage_error("--" + name + ": '" + s + "' is not a number");
-    if (v < min || v > max) throw usage_error("--" + name + ": " + s + " is out of range");
+    if (v < min || v > max)
+        throw usage_error("--" + name + ": " + s + " is out of range");
     return v;
 }
 
-std::chrono::milliseconds option_parser::ms(const std::string& name,
-                                            std::chrono::milliseconds def,
+std::chrono::milliseconds option_parser::ms(const std::string& name, std::chrono::milliseconds def,
                                             const char* unit) const {
     auto it = values_.find(name);
-    if (it == values_.end()) return def;
+    if (it == values_.end())
+        return def;
     std::string s = it->second;
     double scale = std::string(unit) == "s" ? 1000.0 : 1.0;
     auto ends = [&](const char* suf) {
