@@ -14,6 +14,7 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <chrono>
@@ -113,17 +114,25 @@ public:
     /// Completes when every event accepted before the call is settled (delivered or dropped
     /// with a reason): open batches are closed at once, sent, and their results awaited.
     ///
-    /// Signature: `void(boost::system::error_code)`; the code is empty (or error::closed if the
-    /// processor closed before the flush finished; the events are still settled).
-    /// Handler runs on its associated executor (default: the processor's executor).
-    /// Cancellation: not supported. Works with callbacks, use_future, use_awaitable, deferred.
-    template <class CompletionToken>
-    auto async_flush(CompletionToken&& token) {
+    /// Signature: `void(boost::system::error_code)`; the code is empty, error::closed if the
+    /// processor closed before the flush finished (the events are still settled), or
+    /// asio::error::operation_aborted when the operation was cancelled.
+    /// Handler runs on its associated executor (default: the processor's executor), never
+    /// inside this call.
+    /// Cancellation: terminal. The wait ends with operation_aborted; the events go on being
+    /// delivered as if no flush had been asked for.
+    /// Tokens: callbacks, use_future, use_awaitable, deferred (the default: the operation
+    /// starts when the returned deferred operation is invoked). The operation holds the
+    /// processor's shared state, so a deferred operation started after a processor on a
+    /// user executor was destroyed completes safely (with error::closed). An owning processor
+    /// (own thread) must still exist when its operations start.
+    template <class CompletionToken = boost::asio::deferred_t>
+    auto async_flush(CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
-            [](auto handler, batch_event_processor* self) {
-                self->start_flush(std::move(handler));
+            [](auto handler, std::shared_ptr<detail::processor_state> st) {
+                start_flush(std::move(st), std::move(handler));
             },
-            token, this);
+            token, state_);
     }
 
     /// Stops accepting (process() returns dropped_closed from now on), drains the ring, closes
@@ -134,22 +143,27 @@ public:
     ///
     /// Signature: `void(boost::system::error_code, close_report)`; the code is empty, or
     /// error::close_deadline when the deadline cut delivery short.
-    /// Handler runs on its associated executor (default: the processor's executor).
+    /// Handler runs on its associated executor (default: the processor's executor), never
+    /// inside this call.
     /// Cancellation: not supported (the deadline bounds it).
-    template <class CompletionToken>
-    auto async_close(std::chrono::steady_clock::duration deadline, CompletionToken&& token) {
+    /// Tokens: as async_flush (default deferred).
+    template <class CompletionToken = boost::asio::deferred_t>
+    auto async_close(std::chrono::steady_clock::duration deadline, CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken,
                                            void(boost::system::error_code, close_report)>(
-            [](auto handler, batch_event_processor* self, std::chrono::steady_clock::duration d) {
-                self->start_close(d, std::move(handler));
+            [](auto handler, std::shared_ptr<detail::processor_state> st,
+               std::chrono::steady_clock::duration d) {
+                start_close(std::move(st), d, std::move(handler));
             },
-            token, this, deadline);
+            token, state_, deadline);
     }
 
 private:
-    void start_flush(boost::asio::any_completion_handler<void(boost::system::error_code)> h);
-    void start_close(
-        std::chrono::steady_clock::duration deadline,
+    static void start_flush(
+        std::shared_ptr<detail::processor_state> st,
+        boost::asio::any_completion_handler<void(boost::system::error_code)> h);
+    static void start_close(
+        std::shared_ptr<detail::processor_state> st, std::chrono::steady_clock::duration deadline,
         boost::asio::any_completion_handler<void(boost::system::error_code, close_report)> h);
 
     struct owned_thread;

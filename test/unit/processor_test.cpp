@@ -5,7 +5,10 @@
 
 #include <evdispatch/evdispatch.hpp>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
@@ -259,6 +262,58 @@ TEST_CASE("completion tokens: callback, use_future, use_awaitable", "[unit][life
     std::promise<error_code> late;
     p.async_flush([&](error_code ec) { late.set_value(ec); });
     CHECK(late.get_future().get() == error::closed);
+}
+
+TEST_CASE("deferred is the default token and starts only when invoked", "[unit][lifecycle]") {
+    test::io_fixture fx;
+    auto d = std::make_shared<threaded_dispatcher>();
+    auto cfg = small_config();
+    cfg.batch.flush_interval = 60s;  // only a flush sends
+    auto p = std::make_unique<batch_event_processor>(fx.executor(), cfg,
+                                                     processor_hooks{.dispatcher = d});
+    event_builder b(test::make_context(cfg.endpoint));
+    p->process(test::make_impression(b, 1));
+    auto flush = p->async_flush();  // deferred: nothing starts yet
+    auto flush2 = p->async_flush(asio::deferred);
+    std::this_thread::sleep_for(50ms);
+    CHECK(p->metrics().delivered == 0);
+    std::promise<error_code> done;
+    std::move(flush)([&](error_code ec) { done.set_value(ec); });
+    CHECK(!done.get_future().get());
+    CHECK(p->metrics().delivered == 1);
+    // The operation holds the shared state: started after the processor is gone, it completes.
+    auto close = p->async_close(1s);
+    p.reset();
+    std::promise<error_code> after;
+    std::move(flush2)([&](error_code ec) { after.set_value(ec); });
+    CHECK(after.get_future().get() == error::closed);
+    std::promise<std::uint64_t> closed;
+    std::move(close)([&](error_code, close_report r) { closed.set_value(r.delivered); });
+    CHECK(closed.get_future().get() == 1);
+}
+
+TEST_CASE("async_flush supports terminal cancellation", "[unit][lifecycle]") {
+    test::io_fixture fx;
+    auto d = std::make_shared<black_hole_dispatcher>();  // nothing is ever delivered
+    auto cfg = small_config();
+    batch_event_processor p(fx.executor(), cfg, {.dispatcher = d});
+    event_builder b(test::make_context(cfg.endpoint));
+    for (int i = 0; i < 10; ++i) p.process(test::make_impression(b, i));
+    asio::cancellation_signal sig;
+    std::promise<error_code> done;
+    p.async_flush(asio::bind_cancellation_slot(
+        sig.slot(), [&](error_code ec) { done.set_value(ec); }));
+    auto fut = done.get_future();
+    CHECK(fut.wait_for(100ms) == std::future_status::timeout);  // waits for the black hole
+    // Partial cancellation is not supported: nothing happens.
+    asio::post(fx.executor(), [&] { sig.emit(asio::cancellation_type::partial); });
+    CHECK(fut.wait_for(100ms) == std::future_status::timeout);
+    asio::post(fx.executor(), [&] { sig.emit(asio::cancellation_type::terminal); });
+    CHECK(fut.get() == asio::error::operation_aborted);
+    CHECK(p.metrics().in_flight_events == 10);  // the events are still on their way
+    auto [ec, r] = test::close_and_wait(p, 100ms);
+    CHECK(ec == error::close_deadline);
+    CHECK(r.dropped[std::size_t(drop_reason::close_deadline)] == 10);
 }
 
 TEST_CASE("close deadline drops what is in flight, with the reason", "[unit][lifecycle]") {

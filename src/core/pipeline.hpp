@@ -1,0 +1,250 @@
+#pragma once
+
+// The pipeline core: every decision about events and batches after the hand-off ring, with no
+// I/O. No Asio, no clock of its own, no atomics, no threads. The processor's strand (the shell,
+// processor.cpp) feeds it inputs with the current time and carries out the actions it queues:
+// send a batch, arm the wake-up timer, complete a flush or close, report a batch result, shut
+// the dispatcher down, resume draining, log. Unit tests drive it with a fake clock.
+//
+// Stages of an accepted event:
+//   ring (shell) -> open batch (batcher) -> queued -> in flight -> delivered
+//                                              ^          |
+//                                              |          v
+//                                          ready <- retry wait        (or dropped, by reason)
+// One batch_record type travels through queued, in flight, retry wait and ready; the counters
+// follow it, so `counters().balanced()` holds after every input.
+
+#include "batcher.hpp"
+
+#include <evdispatch/config.hpp>
+#include <evdispatch/error.hpp>
+#include <evdispatch/event_dispatcher.hpp>
+#include <evdispatch/log_event.hpp>
+#include <evdispatch/processor.hpp>
+#include <evdispatch/retry_policy.hpp>
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace evdispatch::detail {
+
+/// Counters of the pipeline. Plain words only: the shell publishes them with a seqlock as an
+/// array of 64-bit words.
+struct pipeline_counters {
+    std::uint64_t dequeued = 0;  ///< Events taken from the ring (on_event calls).
+    std::uint64_t delivered = 0;
+    std::array<std::uint64_t, drop_reason_count> dropped{};  ///< After dequeue only.
+    std::uint64_t open_events = 0;     ///< In open batches.
+    std::uint64_t queued_events = 0;   ///< In closed batches waiting for a slot (the backlog).
+    std::uint64_t queued_bytes = 0;
+    std::uint64_t in_flight_events = 0;
+    std::uint64_t in_flight = 0;       ///< Requests outstanding.
+    std::uint64_t retry_events = 0;    ///< Waiting for their backoff, or ready to retry.
+    std::uint64_t retry_bytes = 0;
+    std::uint64_t batches_sent = 0;    ///< Batches closed and handed on.
+    std::uint64_t batches_delivered = 0;
+    std::uint64_t batches_failed = 0;
+    std::uint64_t requests = 0;
+    std::uint64_t retries = 0;
+    std::uint64_t bytes_sent = 0;
+    std::uint64_t connections_opened = 0;
+
+    /// Events accepted into the pipeline and not settled.
+    std::uint64_t pending() const noexcept {
+        return open_events + queued_events + in_flight_events + retry_events;
+    }
+    std::uint64_t dropped_total() const noexcept {
+        std::uint64_t n = 0;
+        for (auto v : dropped) n += v;
+        return n;
+    }
+    /// Every event taken from the ring is delivered, dropped for a reason, or pending.
+    bool balanced() const noexcept { return dequeued == delivered + dropped_total() + pending(); }
+};
+
+inline constexpr std::size_t pipeline_counter_words = sizeof(pipeline_counters) / 8;
+static_assert(sizeof(pipeline_counters) % 8 == 0 && std::is_trivially_copyable_v<pipeline_counters>,
+              "pipeline_counters is published word by word");
+
+/// A closed batch after the batcher: its request is sealed (the bytes never change again, so
+/// retries re-send the same uuids). The same record is queued, in flight, waiting to retry or
+/// ready to retry.
+struct batch_record {
+    std::uint64_t id = 0;
+    std::shared_ptr<const log_event> request;
+    std::vector<clock::time_point> created;  ///< Each event's build time (for latency).
+    unsigned attempts = 0;
+    clock::time_point first_attempt{};
+    clock::time_point retry_at{};
+
+    std::size_t events() const noexcept { return request->event_count; }
+    std::size_t bytes() const noexcept { return request->body.size(); }
+};
+
+// ---- actions: what the shell must do after an input ------------------------------------------
+
+/// Hand `request` to the dispatcher; its result comes back as on_result(id, ...).
+struct send_action {
+    std::uint64_t id;
+    unsigned attempt;  ///< 1 for the first attempt.
+    std::shared_ptr<const log_event> request;
+};
+/// Make sure on_tick runs at `at` (or soon after). Earlier requests may be superseded.
+struct arm_timer_action {
+    clock::time_point at;
+};
+/// Complete the flush waiter `waiter` with `ec`.
+struct complete_flush_action {
+    std::uint64_t waiter;
+    boost::system::error_code ec;
+};
+/// Complete every close waiter; pending is 0 now.
+struct complete_close_action {
+    bool deadline_passed;
+};
+/// Call on_batch_result (only queued when reporting is on). `result.created` and
+/// `result.message` are to be pointed at `created` and `message` by the shell.
+struct report_action {
+    batch_result result;
+    std::vector<clock::time_point> created;
+    std::string message;
+};
+/// Tell the dispatcher to abandon outstanding work.
+struct shutdown_dispatcher_action {};
+/// Draining was paused (pause_drain) and there is room again: schedule a drain.
+struct resume_drain_action {};
+/// A diagnostic line (only queued when logging is on).
+struct log_action {
+    log_level level;
+    std::string text;
+};
+
+using pipeline_action =
+    std::variant<send_action, arm_timer_action, complete_flush_action, complete_close_action,
+                 report_action, shutdown_dispatcher_action, resume_drain_action, log_action>;
+
+/// What the pipeline needs from the processor's configuration.
+struct pipeline_config {
+    batch_config batch;
+    retry_config retry;
+    std::size_t backlog_max_bytes = 16 * 1024 * 1024;
+    std::size_t max_in_flight = 1;  ///< The dispatcher's max_in_flight().
+    bool report_results = false;    ///< Queue report_action for every settled batch.
+    bool logging = false;           ///< Queue log_action.
+};
+
+class pipeline {
+public:
+    explicit pipeline(const pipeline_config& cfg);
+
+    // ---- inputs (each may queue actions; the shell runs take_actions() after each) ----------
+
+    /// One event taken from the ring at `now`. Call after_events() once a run of these is done.
+    void on_event(const user_event& ev, clock::time_point now);
+    /// Ends a run of on_event calls: sends what closed, completes what settled.
+    void after_events(clock::time_point now) { after_work(now); }
+
+    /// The result of attempt `id` (see send_action). `jitter`: uniform in [0, 1), for backoff.
+    void on_result(std::uint64_t id, boost::system::error_code ec, const dispatch_result& r,
+                   clock::time_point now, double jitter);
+
+    /// The wake-up timer fired (or any time): closes batches by age, moves due retries to
+    /// ready, and applies the close deadline when it has passed.
+    void on_tick(clock::time_point now);
+
+    /// Starts a flush covering every event up to ring position `ring_target` (the ring's push
+    /// count when flush was called). `waiter` is the shell's id for it (completed by
+    /// complete_flush_action).
+    void begin_flush(std::uint64_t waiter, std::uint64_t ring_target, clock::time_point now);
+    /// Forgets a flush waiter (cancellation). Returns false if it is not waiting (anymore).
+    bool cancel_flush(std::uint64_t waiter);
+
+    /// Starts the close: `ring_final` is the ring's final push count (the ring is closed),
+    /// `deadline` when to give up what is not delivered. A second call changes nothing.
+    void begin_close(std::uint64_t ring_final, clock::time_point deadline, clock::time_point now);
+
+    /// The shell stopped draining because has_room() was false; a resume_drain_action follows
+    /// once there is room.
+    void pause_drain() noexcept { drain_paused_ = true; }
+
+    // ---- queries ----------------------------------------------------------------------------
+
+    /// Whether the shell may take more events from the ring (backpressure): false while the
+    /// queued and retrying batches leave no room for one more full batch.
+    bool has_room() const noexcept {
+        return deadline_passed_ ||
+               ctr_.queued_bytes + ctr_.retry_bytes + cfg_.batch.max_batch_bytes <=
+                   cfg_.backlog_max_bytes;
+    }
+    const pipeline_counters& counters() const noexcept { return ctr_; }
+    bool closing() const noexcept { return closing_; }
+    bool closed() const noexcept { return closed_; }
+    bool deadline_passed() const noexcept { return deadline_passed_; }
+    /// Lowest id of a closed batch not yet settled (UINT64_MAX when none).
+    std::uint64_t lowest_unsettled() const noexcept;
+
+    /// The queued actions, in order; the pipeline's queue is empty afterwards.
+    std::vector<pipeline_action>& take_actions(std::vector<pipeline_action>& out) {
+        out.swap(actions_);
+        actions_.clear();
+        return out;
+    }
+
+private:
+    enum class stage { queued, in_flight, retry_wait, ready };
+
+    void after_work(clock::time_point now);
+    void hand_on_closed(clock::time_point now);
+    void enqueue(closed_batch&& b, clock::time_point now);
+    void pump(clock::time_point now);
+    void send(batch_record&& rec, clock::time_point now);
+    void leave(stage s, const batch_record& rec) noexcept;
+    void give_up(batch_record&& rec, drop_reason reason, boost::system::error_code ec,
+                 unsigned status, std::string_view message);
+    void report(batch_record&& rec, bool delivered, drop_reason reason,
+                boost::system::error_code ec, unsigned status, std::string_view message,
+                clock::time_point now);
+    void on_deadline(clock::time_point now);
+    void progress_flushes(clock::time_point now);
+    void check_close_done();
+    void arm_timer();
+    template <class... Parts>
+    void log(log_level level, const Parts&... parts);
+
+    pipeline_config cfg_;
+    batcher batcher_;
+    retry_policy policy_;
+    pipeline_counters ctr_;
+    std::vector<closed_batch> closed_scratch_;
+
+    std::deque<batch_record> queued_;      // FIFO by id
+    std::deque<batch_record> in_flight_;   // at most max_in_flight
+    std::deque<batch_record> retry_wait_;  // until retry_at
+    std::deque<batch_record> ready_;       // retry due, waiting for a slot; sent first
+
+    struct flush_waiter {
+        std::uint64_t id;
+        std::uint64_t ring_target;   // every event taken from the ring up to here...
+        std::uint64_t batch_target;  // ...then every batch below this id settled (0: not yet)
+    };
+    std::vector<flush_waiter> flush_waiters_;
+
+    bool drain_paused_ = false;
+    bool closing_ = false;
+    bool closed_ = false;
+    bool deadline_passed_ = false;
+    std::uint64_t ring_final_ = 0;
+    clock::time_point close_deadline_{};
+    std::optional<clock::time_point> timer_at_;  // what the shell's timer is armed for
+    clock::time_point last_now_{};
+
+    std::vector<pipeline_action> actions_;
+};
+
+}  // namespace evdispatch::detail

@@ -1,0 +1,463 @@
+// The sans-io pipeline core, driven with a fake clock and no threads: accounting after every
+// step, flush ordering, the close deadline over every stage, the retry schedule, backpressure.
+
+#include "core/pipeline.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <map>
+#include <string>
+#include <variant>
+
+using namespace evdispatch;
+using namespace evdispatch::detail;
+using namespace std::chrono_literals;
+using boost::system::error_code;
+
+namespace {
+
+context_ptr make_ctx(std::string endpoint = "http://127.0.0.1:9/v1/events") {
+    auto c = std::make_shared<event_context>();
+    c->account_id = "12001";
+    c->project_id = "111001";
+    c->revision = "7";
+    c->endpoint = std::move(endpoint);
+    return c;
+}
+
+user_event make_event(const context_ptr& ctx, int n, std::size_t pad = 0) {
+    user_event e;
+    e.context = ctx;
+    e.visitor_json = R"({"visitor_id":"u)" + std::to_string(n) + R"(","pad":")" +
+                     std::string(pad, 'x') + R"(","snapshots":[]})";
+    return e;
+}
+
+pipeline_config base_config() {
+    pipeline_config c;
+    c.batch.batch_size = 3;
+    c.batch.flush_interval = 100ms;
+    c.batch.max_batch_bytes = 64 * 1024;
+    c.retry.max_attempts = 3;
+    c.retry.base_backoff = 100ms;
+    c.retry.max_backoff = 10s;
+    c.retry.max_retry_time = 60s;
+    c.backlog_max_bytes = 1024 * 1024;
+    c.max_in_flight = 2;
+    c.report_results = true;
+    c.logging = true;
+    return c;
+}
+
+// Drives a pipeline the way the shell does and records what it asked for.
+struct harness {
+    explicit harness(pipeline_config c = base_config()) : cfg(c), p(c) {}
+
+    pipeline_config cfg;
+    pipeline p;
+    context_ptr ctx = make_ctx();
+    clock::time_point now = clock::time_point{} + 1000h;
+    std::uint64_t pushed = 0;  // the ring's push count, as the shell would read it
+    std::vector<pipeline_action> scratch;
+
+    std::vector<send_action> in_flight;  // sent, no result yet
+    std::vector<send_action> all_sends;
+    std::vector<send_action> abandoned;  // in flight when the dispatcher was shut down
+    std::vector<batch_result> reports;
+    std::map<std::uint64_t, error_code> flushes_done;
+    std::optional<bool> closed_with_deadline;
+    std::optional<clock::time_point> timer;
+    int shutdowns = 0, resumes = 0, logs = 0;
+
+    void collect() {
+        for (auto& a : p.take_actions(scratch)) {
+            std::visit(
+                [&](auto& x) {
+                    using T = std::decay_t<decltype(x)>;
+                    if constexpr (std::is_same_v<T, send_action>) {
+                        in_flight.push_back(x);
+                        all_sends.push_back(x);
+                    } else if constexpr (std::is_same_v<T, arm_timer_action>) {
+                        timer = x.at;
+                    } else if constexpr (std::is_same_v<T, complete_flush_action>) {
+                        REQUIRE(flushes_done.count(x.waiter) == 0);  // completed once
+                        flushes_done[x.waiter] = x.ec;
+                    } else if constexpr (std::is_same_v<T, complete_close_action>) {
+                        REQUIRE_FALSE(closed_with_deadline);  // completed once
+                        closed_with_deadline = x.deadline_passed;
+                    } else if constexpr (std::is_same_v<T, report_action>) {
+                        reports.push_back(x.result);
+                    } else if constexpr (std::is_same_v<T, shutdown_dispatcher_action>) {
+                        ++shutdowns;  // outstanding requests are abandoned
+                        abandoned.insert(abandoned.end(), in_flight.begin(), in_flight.end());
+                        in_flight.clear();
+                    } else if constexpr (std::is_same_v<T, resume_drain_action>) {
+                        ++resumes;
+                    } else {
+                        ++logs;
+                    }
+                },
+                a);
+        }
+        scratch.clear();
+        // The invariant every step must keep.
+        REQUIRE(p.counters().balanced());
+        REQUIRE(p.counters().in_flight == in_flight.size());
+        REQUIRE(in_flight.size() <= cfg.max_in_flight);
+    }
+
+    // `n` events pushed into the ring and drained at once.
+    void events(int n, std::size_t pad = 0) {
+        for (int i = 0; i < n; ++i) {
+            ++pushed;
+            p.on_event(make_event(ctx, static_cast<int>(pushed), pad), now);
+        }
+        p.after_events(now);
+        collect();
+    }
+    // Events pushed but not drained yet (still in the ring).
+    void push_only(int n) { pushed += static_cast<std::uint64_t>(n); }
+    // Drain what push_only left in the ring.
+    void drain_ring() {
+        while (p.counters().dequeued < pushed)
+            p.on_event(make_event(ctx, static_cast<int>(p.counters().dequeued + 1)), now);
+        p.after_events(now);
+        collect();
+    }
+
+    void answer(std::size_t index, error_code ec, unsigned status = 0,
+                std::optional<std::chrono::milliseconds> retry_after = {}, double jitter = 0.5) {
+        REQUIRE(index < in_flight.size());
+        const auto s = in_flight[index];
+        in_flight.erase(in_flight.begin() + static_cast<std::ptrdiff_t>(index));
+        dispatch_result r;
+        r.status = status;
+        r.retry_after = retry_after;
+        p.on_result(s.id, ec, r, now, jitter);
+        collect();
+    }
+    void ok(std::size_t index = 0) { answer(index, {}, 204); }
+    void fail_503(std::size_t index = 0, double jitter = 0.5) {
+        answer(index, make_error_code(error::http_status), 503, {}, jitter);
+    }
+
+    void advance(clock::duration d) {
+        now += d;
+        if (timer && *timer <= now) {
+            timer.reset();
+            p.on_tick(now);
+            collect();
+        }
+    }
+    void flush(std::uint64_t id) {
+        p.begin_flush(id, pushed, now);
+        collect();
+    }
+    void close(clock::duration deadline) {
+        p.begin_close(pushed, now + deadline, now);
+        collect();
+    }
+
+    std::uint64_t dropped(drop_reason r) const {
+        return p.counters().dropped[static_cast<std::size_t>(r)];
+    }
+};
+
+}  // namespace
+
+TEST_CASE("pipeline: accounting balances after every step of a scripted run", "[unit][pipeline]") {
+    // Each script is a list of steps; harness::collect() checks balanced() after every one.
+    struct script {
+        const char* name;
+        std::function<void(harness&)> run;
+        std::uint64_t delivered, dropped;
+    };
+    const script s = GENERATE(values<script>({
+        {"all delivered",
+         [](harness& h) {
+             h.events(7);  // 2 full batches sent, 1 event open
+             h.ok();
+             h.ok();
+             h.advance(100ms);  // the open batch closes by age
+             h.ok();
+         },
+         7, 0},
+        {"a 4xx is given up at once",
+         [](harness& h) {
+             h.events(3);
+             h.answer(0, make_error_code(error::http_status), 400);
+         },
+         0, 3},
+        {"retried until the attempts run out",
+         [](harness& h) {
+             h.events(3);
+             for (int i = 0; i < 3; ++i) {
+                 h.fail_503();
+                 h.advance(10s);
+             }
+         },
+         0, 3},
+        {"a retry then success",
+         [](harness& h) {
+             h.events(6);
+             h.fail_503(0);
+             h.ok(0);
+             h.advance(10s);
+             h.ok(0);
+         },
+         6, 0},
+        {"too large events are dropped on their own",
+         [](harness& h) {
+             h.events(2);
+             h.events(1, 70 * 1024);
+             h.events(1);
+             h.ok();
+         },
+         3, 1},
+    }));
+    harness h;
+    s.run(h);
+    CHECK(h.p.counters().delivered == s.delivered);
+    CHECK(h.p.counters().dropped_total() == s.dropped);
+    CHECK(h.p.counters().pending() == 0);
+    CHECK(h.in_flight.empty());
+    std::uint64_t reported = 0;
+    for (auto& r : h.reports) reported += r.events;
+    CHECK(reported == s.delivered + s.dropped - h.dropped(drop_reason::too_large));
+}
+
+TEST_CASE("pipeline: at most max_in_flight requests, the rest queued in order", "[unit][pipeline]") {
+    harness h;
+    h.events(12);  // 4 batches of 3; 2 slots
+    CHECK(h.in_flight.size() == 2);
+    CHECK(h.p.counters().queued_events == 6);
+    CHECK(h.in_flight[0].id == 1);
+    CHECK(h.in_flight[1].id == 2);
+    h.ok(1);  // batch 2 done: batch 3 takes its slot
+    REQUIRE(h.in_flight.size() == 2);
+    CHECK(h.in_flight[1].id == 3);
+    h.ok(0);
+    h.ok(0);
+    h.ok(0);
+    CHECK(h.p.counters().delivered == 12);
+    CHECK(h.all_sends.size() == 4);
+}
+
+TEST_CASE("pipeline: flush waits for its ring target, then for its batches, in order",
+          "[unit][pipeline]") {
+    harness h;
+    h.events(2);       // one open batch of 2
+    h.push_only(1);    // one event still in the ring
+    h.flush(1);        // covers 3 events
+    CHECK(h.flushes_done.empty());
+    CHECK(h.all_sends.empty());  // the ring part is not done: nothing closed yet
+    h.drain_ring();    // the third event arrives: the batch fills (3) and is sent
+    REQUIRE(h.in_flight.size() == 1);
+    h.events(1);       // after the flush: a new open batch
+    h.flush(2);        // covers 4 events: closes the open batch of 1
+    REQUIRE(h.in_flight.size() == 2);
+    CHECK(h.flushes_done.empty());
+    h.ok(1);           // the later batch settles first: flush 2 still waits for batch 1
+    CHECK(h.flushes_done.empty());
+    h.ok(0);
+    REQUIRE(h.flushes_done.size() == 2);
+    CHECK(!h.flushes_done[1]);
+    CHECK(!h.flushes_done[2]);
+    // Nothing pending: a flush completes at once.
+    h.flush(3);
+    CHECK(h.flushes_done.count(3) == 1);
+}
+
+TEST_CASE("pipeline: a cancelled flush is forgotten, the events still go", "[unit][pipeline]") {
+    harness h;
+    h.events(1);
+    h.flush(1);
+    CHECK(h.p.cancel_flush(1));
+    CHECK_FALSE(h.p.cancel_flush(1));
+    h.ok();
+    CHECK(h.flushes_done.empty());
+    CHECK(h.p.counters().delivered == 1);
+}
+
+TEST_CASE("pipeline: the close deadline gives up every stage with close_deadline",
+          "[unit][pipeline]") {
+    auto cfg = base_config();
+    cfg.max_in_flight = 1;
+    harness h(cfg);
+    h.events(3);       // batch 1: in flight
+    h.events(3);       // batch 2: queued
+    h.events(3);       // batch 3: queued
+    h.ok();            // batch 1 delivered; batch 2 in flight
+    h.fail_503(0, 0.99);  // batch 2 waits to retry (~99 ms)
+    REQUIRE(h.in_flight.size() == 1);  // batch 3 took the slot
+    h.events(1);       // an open batch
+    h.push_only(2);    // two events still in the ring
+    CHECK(h.p.counters().retry_events == 3);
+    CHECK(h.p.counters().in_flight_events == 3);
+    CHECK(h.p.counters().open_events == 1);
+
+    h.close(50ms);
+    CHECK_FALSE(h.closed_with_deadline);
+    h.advance(50ms);   // deadline: everything taken is given up at once
+    CHECK(h.shutdowns == 1);
+    CHECK(h.p.counters().pending() == 0);
+    CHECK_FALSE(h.closed_with_deadline);  // the ring still holds 2 events
+    CHECK(h.p.has_room());
+    h.drain_ring();    // dropped as they are taken
+    REQUIRE(h.closed_with_deadline);
+    CHECK(*h.closed_with_deadline);
+    CHECK(h.p.counters().delivered == 3);
+    CHECK(h.dropped(drop_reason::close_deadline) == 3 + 3 + 1 + 2);
+    // A late result of the abandoned request is ignored (its connection is still counted).
+    REQUIRE(h.abandoned.size() == 1);
+    const auto before = h.p.counters();
+    dispatch_result late;
+    late.status = 204;
+    late.connection_opened = true;
+    h.p.on_result(h.abandoned[0].id, {}, late, h.now, 0.5);
+    h.collect();
+    CHECK(h.p.counters().delivered == before.delivered);
+    CHECK(h.p.counters().connections_opened == before.connections_opened + 1);
+    // Every batch was reported exactly once.
+    std::map<std::uint64_t, int> seen;
+    for (auto& r : h.reports) ++seen[r.batch_id];
+    for (auto& [id, n] : seen) CHECK(n == 1);
+    CHECK(seen.size() == 4);
+}
+
+TEST_CASE("pipeline: a close without a deadline drains, flushes and completes once",
+          "[unit][pipeline]") {
+    harness h;
+    h.events(4);  // 1 batch in flight, 1 event open
+    h.flush(7);
+    h.close(10s);
+    REQUIRE(h.in_flight.size() == 2);
+    h.ok(0);
+    CHECK_FALSE(h.closed_with_deadline);
+    h.ok(0);
+    REQUIRE(h.closed_with_deadline);
+    CHECK_FALSE(*h.closed_with_deadline);
+    CHECK(h.shutdowns == 1);
+    CHECK(h.flushes_done.count(7) == 1);
+    CHECK(h.flushes_done[7] == error::closed);
+    CHECK(h.p.counters().delivered == 4);
+}
+
+TEST_CASE("pipeline: retry schedule follows the policy and re-sends the same bytes",
+          "[unit][pipeline]") {
+    harness h;
+    h.events(3);
+    const auto first = h.in_flight[0].request;
+    // Attempt 1 fails; jitter 0.5 of base 100 ms: retry in 50 ms.
+    h.fail_503(0, 0.5);
+    REQUIRE(h.timer);
+    CHECK(*h.timer == h.now + 50ms);
+    CHECK(h.p.counters().retry_events == 3);
+    h.advance(49ms);
+    CHECK(h.in_flight.empty());
+    h.advance(1ms);
+    REQUIRE(h.in_flight.size() == 1);
+    CHECK(h.in_flight[0].attempt == 2);
+    CHECK(h.in_flight[0].request == first);  // sealed: the same request object, same uuids
+    // Attempt 2: 429 with Retry-After 2 s replaces the backoff.
+    h.answer(0, make_error_code(error::http_status), 429, 2000ms);
+    REQUIRE(h.timer);
+    CHECK(*h.timer == h.now + 2000ms);
+    h.advance(2s);
+    REQUIRE(h.in_flight.size() == 1);
+    CHECK(h.in_flight[0].attempt == 3);
+    // Attempt 3 of 3 fails: given up with the reason of the last failure.
+    h.answer(0, make_error_code(error::connect_failed));
+    CHECK(h.dropped(drop_reason::connect_failed) == 3);
+    REQUIRE(h.reports.size() == 1);
+    CHECK(h.reports[0].attempts == 3);
+    CHECK(h.p.counters().retries == 2);
+    CHECK(h.p.counters().requests == 3);
+}
+
+TEST_CASE("pipeline: a retry waits for a slot, before newer batches", "[unit][pipeline]") {
+    auto cfg = base_config();
+    cfg.max_in_flight = 1;
+    harness h(cfg);
+    h.events(3);
+    h.fail_503(0, 0.0);   // retry due at once (jitter 0)
+    h.events(6);          // batches 2 and 3: batch 2 takes the free slot
+    REQUIRE(h.in_flight.size() == 1);
+    CHECK(h.in_flight[0].id == 2);
+    h.advance(1ms);       // batch 1 is ready but the slot is busy
+    CHECK(h.p.counters().retry_events == 3);
+    h.ok(0);              // slot free: the retry of batch 1 goes before batch 3
+    REQUIRE(h.in_flight.size() == 1);
+    CHECK(h.in_flight[0].id == 1);
+    CHECK(h.in_flight[0].attempt == 2);
+}
+
+TEST_CASE("pipeline: backpressure pauses the drain and resumes it once", "[unit][pipeline]") {
+    auto cfg = base_config();
+    cfg.max_in_flight = 1;
+    cfg.batch.max_batch_bytes = 2048;
+    cfg.backlog_max_bytes = 4096;  // room for one queued batch of ~1.5 KB next to a full one
+    harness h(cfg);
+    h.events(3, 400);  // batch 1 in flight (~1.3 KB)
+    CHECK(h.p.has_room());
+    h.events(3, 400);  // batch 2 queued
+    CHECK(h.p.has_room());
+    h.events(3, 400);  // batch 3 queued: 2.6 KB + 2 KB > 4 KB
+    CHECK_FALSE(h.p.has_room());
+    h.p.pause_drain();
+    h.ok();            // batch 2 goes: 1.3 KB queued, room again
+    CHECK(h.p.has_room());
+    CHECK(h.resumes == 1);
+    h.ok();
+    CHECK(h.resumes == 1);  // not paused anymore: no second resume
+    h.ok();
+    CHECK(h.p.counters().delivered == 9);
+}
+
+TEST_CASE("pipeline: a batch that does not fit the backlog is dropped as backlog_full",
+          "[unit][pipeline]") {
+    auto cfg = base_config();
+    cfg.max_in_flight = 1;
+    cfg.batch.batch_size = 100;
+    cfg.batch.max_batch_bytes = 2048;
+    cfg.backlog_max_bytes = 2048;
+    harness h(cfg);
+    h.ctx = make_ctx("http://a/v1/events");
+    h.events(1, 1500);
+    h.ctx = make_ctx("http://b/v1/events");
+    h.events(1, 1500);
+    h.ctx = make_ctx("http://c/v1/events");
+    h.events(1, 1500);
+    h.flush(1);  // closes three batches at once: one sent, one queued, one does not fit
+    CHECK(h.in_flight.size() == 1);
+    CHECK(h.p.counters().queued_events == 1);
+    CHECK(h.dropped(drop_reason::backlog_full) == 1);
+    h.ok();
+    h.ok();
+    CHECK(h.flushes_done.count(1) == 1);
+}
+
+TEST_CASE("pipeline: the timer is armed for the earliest of age, retry and deadline",
+          "[unit][pipeline]") {
+    harness h;
+    h.events(1);  // open batch: due in 100 ms
+    REQUIRE(h.timer);
+    CHECK(*h.timer == h.now + 100ms);
+    h.timer.reset();
+    h.close(30ms);  // the deadline comes first
+    REQUIRE(h.timer);
+    CHECK(*h.timer == h.now + 30ms);
+}
+
+TEST_CASE("pipeline: logging and reporting cost nothing when off", "[unit][pipeline]") {
+    auto cfg = base_config();
+    cfg.report_results = false;
+    cfg.logging = false;
+    harness h(cfg);
+    h.events(3);
+    h.answer(0, make_error_code(error::http_status), 400);
+    CHECK(h.reports.empty());
+    CHECK(h.logs == 0);
+    CHECK(h.dropped(drop_reason::rejected_4xx) == 3);
+}
