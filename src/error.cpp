@@ -16,33 +16,43 @@ public:
     const char* name() const noexcept override { return "evdispatch"; }
     std::string message(int ev) const override {
         switch (static_cast<error>(ev)) {
-            case error::ok: return "success";
-            case error::invalid_config: return "invalid configuration: a field is out of range";
+            case error::invalid_config:
+                return "invalid configuration: a field is out of range (the message names it)";
             case error::invalid_url:
-                return "invalid endpoint URL: expected http://host[:port]/path or https://...";
-            case error::queue_full:
-                return "the hand-off queue is full: raise queue_capacity or send less";
-            case error::closed: return "the processor is closed and accepts no more events";
-            case error::event_too_large:
-                return "the event alone is larger than batch.max_batch_bytes";
+                return "invalid endpoint URL: expected http://host[:port]/path or "
+                       "https://host[:port]/path with a port in 1-65535";
+            case error::closed:
+                return "the processor is closed: it accepts no more events or flushes";
             case error::backlog_full:
-                return "the backlog of unsent batches is full: the endpoint is too slow or down";
-            case error::resolve_failed: return "the endpoint host name could not be resolved";
-            case error::connect_failed: return "could not connect to the endpoint";
-            case error::connect_timeout: return "connecting to the endpoint timed out";
-            case error::request_timeout: return "the request to the endpoint timed out";
+                return "the backlog of unsent batches is full: the endpoint is too slow or down "
+                       "(raise backlog_max_bytes or http.max_connections)";
+            case error::resolve_failed:
+                return "the endpoint host name could not be resolved: check the URL and DNS";
+            case error::connect_failed:
+                return "could not connect to the endpoint: is it up and reachable?";
+            case error::connect_timeout:
+                return "connecting to the endpoint timed out (resolve, TCP connect and TLS "
+                       "handshake share http.connect_timeout)";
+            case error::request_timeout:
+                return "the request to the endpoint timed out (http.request_timeout)";
             case error::connection_lost: return "the connection was lost during the request";
-            case error::response_too_large: return "the response exceeded the size cap";
+            case error::response_too_large:
+                return "the response exceeded http.max_response_bytes";
             case error::bad_response: return "the response was not valid HTTP";
             case error::http_status: return "the endpoint answered with a non-2xx status";
-            case error::tls_handshake_failed: return "the TLS handshake failed";
+            case error::tls_handshake_failed:
+                return "the TLS handshake failed: does the endpoint speak TLS 1.2 or later?";
             case error::tls_verify_failed:
-                return "the server certificate or host name failed verification";
-            case error::close_deadline: return "the close deadline passed before delivery";
+                return "the server certificate or host name failed verification: give the CA "
+                       "with tls.ca_file or check the host name";
+            case error::close_deadline:
+                return "the close deadline passed before delivery (a longer deadline delivers "
+                       "more)";
             case error::dispatcher_failed: return "the event dispatcher reported a failure";
             case error::unknown_event_key: return "the event key is not in the datafile";
             case error::invalid_datafile: return "the datafile is malformed or unsupported";
-            case error::invalid_input: return "the input is malformed";
+            case error::invalid_input:
+                return "the input is malformed (the message names the field)";
         }
         return "unknown evdispatch error";
     }
@@ -53,25 +63,6 @@ public:
 const boost::system::error_category& error_category() noexcept {
     static const category c;
     return c;
-}
-
-std::string_view to_string(drop_reason r) noexcept {
-    switch (r) {
-        case drop_reason::queue_full: return "queue_full";
-        case drop_reason::closed: return "closed";
-        case drop_reason::too_large: return "too_large";
-        case drop_reason::backlog_full: return "backlog_full";
-        case drop_reason::connect_failed: return "connect_failed";
-        case drop_reason::timeout: return "timeout";
-        case drop_reason::network_error: return "network_error";
-        case drop_reason::rejected_4xx: return "rejected_4xx";
-        case drop_reason::server_error: return "server_error";
-        case drop_reason::tls_failed: return "tls_failed";
-        case drop_reason::tls_verify_failed: return "tls_verify_failed";
-        case drop_reason::close_deadline: return "close_deadline";
-        case drop_reason::dispatcher_failed: return "dispatcher_failed";
-    }
-    return "unknown";
 }
 
 drop_reason classify_failure(const boost::system::error_code& ec) noexcept {
@@ -89,7 +80,6 @@ drop_reason classify_failure(const boost::system::error_code& ec) noexcept {
             case error::tls_verify_failed: return drop_reason::tls_verify_failed;
             case error::close_deadline: return drop_reason::close_deadline;
             case error::backlog_full: return drop_reason::backlog_full;
-            case error::event_too_large: return drop_reason::too_large;
             default: return drop_reason::dispatcher_failed;
         }
     }

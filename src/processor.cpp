@@ -6,6 +6,7 @@
 #include <evdispatch/http_event_dispatcher.hpp>
 #include <evdispatch/processor.hpp>
 
+#include "core/config_check.hpp"
 #include "core/pipeline.hpp"
 #include "mpsc_ring.hpp"
 
@@ -40,10 +41,6 @@ using boost::system::error_code;
 namespace detail {
 
 namespace {
-
-[[noreturn]] void throw_config(const std::string& what) {
-    throw boost::system::system_error(make_error_code(error::invalid_config), what);
-}
 
 template <class... F>
 struct overloaded : F... {
@@ -401,29 +398,10 @@ struct batch_event_processor::owned_thread {
 
 namespace {
 
-void validate(const processor_config& c, bool custom_dispatcher) {
-    using detail::throw_config;
-    if (c.queue_capacity < 2) throw_config("queue_capacity must be at least 2");
-    if (c.batch.batch_size == 0) throw_config("batch.batch_size must be at least 1");
-    if (c.batch.flush_interval.count() <= 0)
-        throw_config("batch.flush_interval must be at least 1 ms");
-    if (c.batch.max_batch_bytes < 1024) throw_config("batch.max_batch_bytes must be at least 1024");
-    if (c.backlog_max_bytes < c.batch.max_batch_bytes)
-        throw_config("backlog_max_bytes must be at least batch.max_batch_bytes");
-    if (c.drain_chunk == 0) throw_config("drain_chunk must be at least 1");
-    if (c.retry.max_attempts == 0) throw_config("retry.max_attempts must be at least 1");
-    if (c.retry.base_backoff.count() < 0 || c.retry.max_backoff < c.retry.base_backoff)
-        throw_config("retry.max_backoff must be at least retry.base_backoff (both >= 0)");
-    if (c.retry.max_retry_time.count() < 0 || c.retry.max_retry_after.count() < 0)
-        throw_config("retry.max_retry_time and retry.max_retry_after must be >= 0");
-    if (!custom_dispatcher && c.http.max_connections == 0)
-        throw_config("http.max_connections must be at least 1");
-}
-
 std::shared_ptr<detail::processor_state> make_state(asio::any_io_executor ex,
                                                     const processor_config& cfg,
                                                     processor_hooks hooks) {
-    validate(cfg, hooks.dispatcher != nullptr);
+    detail::check_config(cfg, hooks.dispatcher != nullptr);
     auto strand = asio::make_strand(ex);
     auto dispatcher = hooks.dispatcher;
     if (!dispatcher)

@@ -13,13 +13,11 @@
 namespace evdispatch {
 
 /// Errors reported by evdispatch through `boost::system::error_code`.
+/// Value 0 is never used: an empty error_code means success.
 enum class error {
-    ok = 0,
-    invalid_config,         ///< A configuration field is out of range.
+    invalid_config = 1,     ///< A configuration field is out of range.
     invalid_url,            ///< The endpoint URL cannot be parsed or has an unsupported scheme.
-    queue_full,             ///< The hand-off ring was full; the event was not accepted.
-    closed,                 ///< The processor is closed (or closing); the event was not accepted.
-    event_too_large,        ///< One event alone exceeds `batch.max_batch_bytes`.
+    closed,                 ///< The processor is closed (or closing).
     backlog_full,           ///< The backlog of unsent batches reached `backlog_max_bytes`.
     resolve_failed,         ///< The endpoint host name could not be resolved.
     connect_failed,         ///< TCP connect failed (refused, unreachable).
@@ -63,20 +61,48 @@ enum class drop_reason : std::uint8_t {
     dispatcher_failed,   ///< A custom event_dispatcher reported a failure.
 };
 
-/// Number of drop reasons (size of per-reason arrays).
-inline constexpr std::size_t drop_reason_count = 13;
-
 /// Stable snake_case name of a drop reason, as used in metrics and JSON output.
-std::string_view to_string(drop_reason r) noexcept;
+/// Every enumerator has a case: with -Wswitch (and -Werror in CI) a new reason without a name
+/// does not compile, and drop_reason_count and all_drop_reasons follow from this function.
+constexpr std::string_view to_string(drop_reason r) noexcept {
+    switch (r) {
+        case drop_reason::queue_full: return "queue_full";
+        case drop_reason::closed: return "closed";
+        case drop_reason::too_large: return "too_large";
+        case drop_reason::backlog_full: return "backlog_full";
+        case drop_reason::connect_failed: return "connect_failed";
+        case drop_reason::timeout: return "timeout";
+        case drop_reason::network_error: return "network_error";
+        case drop_reason::rejected_4xx: return "rejected_4xx";
+        case drop_reason::server_error: return "server_error";
+        case drop_reason::tls_failed: return "tls_failed";
+        case drop_reason::tls_verify_failed: return "tls_verify_failed";
+        case drop_reason::close_deadline: return "close_deadline";
+        case drop_reason::dispatcher_failed: return "dispatcher_failed";
+    }
+    return {};
+}
+
+namespace detail {
+constexpr std::size_t count_drop_reasons() noexcept {
+    std::size_t n = 0;
+    while (n < 256 && !to_string(static_cast<drop_reason>(n)).empty()) ++n;
+    return n;
+}
+}  // namespace detail
+
+/// Number of drop reasons (size of per-reason arrays); reasons are numbered 0..count-1.
+inline constexpr std::size_t drop_reason_count = detail::count_drop_reasons();
 
 /// All drop reasons, in enum order.
-inline constexpr std::array<drop_reason, drop_reason_count> all_drop_reasons = {
-    drop_reason::queue_full,     drop_reason::closed,        drop_reason::too_large,
-    drop_reason::backlog_full,   drop_reason::connect_failed, drop_reason::timeout,
-    drop_reason::network_error,  drop_reason::rejected_4xx,  drop_reason::server_error,
-    drop_reason::tls_failed,     drop_reason::tls_verify_failed, drop_reason::close_deadline,
-    drop_reason::dispatcher_failed,
-};
+inline constexpr std::array<drop_reason, drop_reason_count> all_drop_reasons = [] {
+    std::array<drop_reason, drop_reason_count> a{};
+    for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<drop_reason>(i);
+    return a;
+}();
+
+static_assert(drop_reason_count == std::size_t(drop_reason::dispatcher_failed) + 1,
+              "drop reasons are numbered without gaps, each with a name in to_string");
 
 /// Maps a failed delivery's error code to the reason its events are counted under.
 drop_reason classify_failure(const boost::system::error_code& ec) noexcept;

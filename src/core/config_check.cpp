@@ -1,0 +1,72 @@
+#include "config_check.hpp"
+
+#include <evdispatch/error.hpp>
+
+#include <boost/system/system_error.hpp>
+
+#include <string>
+
+namespace evdispatch::detail {
+
+namespace {
+
+[[noreturn]] void bad(const std::string& field, const std::string& rule,
+                      const std::string& value) {
+    throw boost::system::system_error(make_error_code(error::invalid_config),
+                                      field + " " + rule + " (it is " + value + ")");
+}
+
+std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
+
+}  // namespace
+
+void check_config(const batch_config& c) {
+    if (c.batch_size == 0) bad("batch.batch_size", "must be at least 1", "0");
+    if (c.flush_interval.count() <= 0)
+        bad("batch.flush_interval", "must be at least 1 ms", ms(c.flush_interval));
+    if (c.max_batch_bytes < 1024)
+        bad("batch.max_batch_bytes", "must be at least 1024", std::to_string(c.max_batch_bytes));
+}
+
+void check_config(const retry_config& c) {
+    if (c.max_attempts == 0) bad("retry.max_attempts", "must be at least 1", "0");
+    if (c.base_backoff.count() < 0)
+        bad("retry.base_backoff", "must be >= 0", ms(c.base_backoff));
+    if (c.max_backoff < c.base_backoff)
+        bad("retry.max_backoff", "must be at least retry.base_backoff (" + ms(c.base_backoff) + ")",
+            ms(c.max_backoff));
+    if (c.max_retry_time.count() < 0)
+        bad("retry.max_retry_time", "must be >= 0", ms(c.max_retry_time));
+    if (c.max_retry_after.count() < 0)
+        bad("retry.max_retry_after", "must be >= 0", ms(c.max_retry_after));
+}
+
+void check_config(const http_config& c) {
+    if (c.max_connections == 0) bad("http.max_connections", "must be at least 1", "0");
+    if (c.connect_timeout.count() <= 0)
+        bad("http.connect_timeout", "must be at least 1 ms", ms(c.connect_timeout));
+    if (c.request_timeout.count() <= 0)
+        bad("http.request_timeout", "must be at least 1 ms", ms(c.request_timeout));
+    if (c.max_response_bytes < 256)
+        bad("http.max_response_bytes", "must be at least 256",
+            std::to_string(c.max_response_bytes));
+    if (c.idle_timeout.count() < 0) bad("http.idle_timeout", "must be >= 0", ms(c.idle_timeout));
+}
+
+void check_config(const processor_config& c, bool custom_dispatcher) {
+    if (c.queue_capacity < 2)
+        bad("queue_capacity", "must be at least 2", std::to_string(c.queue_capacity));
+    check_config(c.batch);
+    check_config(c.retry);
+    if (c.backlog_max_bytes < c.batch.max_batch_bytes)
+        bad("backlog_max_bytes",
+            "must be at least batch.max_batch_bytes (" + std::to_string(c.batch.max_batch_bytes) +
+                ")",
+            std::to_string(c.backlog_max_bytes));
+    if (c.drain_chunk == 0) bad("drain_chunk", "must be at least 1", "0");
+    if (c.destructor_close_timeout.count() < 0)
+        bad("destructor_close_timeout", "must be >= 0", ms(c.destructor_close_timeout));
+    if (!custom_dispatcher) check_config(c.http);
+}
+
+}  // namespace evdispatch::detail
