@@ -53,6 +53,8 @@ public:
             case error::invalid_datafile: return "the datafile is malformed or unsupported";
             case error::invalid_input:
                 return "the input is malformed (the message names the field)";
+            case error::expired:
+                return "the batch was not delivered within health.max_age of its closing";
         }
         return "unknown evdispatch error";
     }
@@ -80,6 +82,7 @@ drop_reason classify_failure(const boost::system::error_code& ec) noexcept {
             case error::tls_verify_failed: return drop_reason::tls_verify_failed;
             case error::close_deadline: return drop_reason::close_deadline;
             case error::backlog_full: return drop_reason::backlog_full;
+            case error::expired: return drop_reason::expired;
             default: return drop_reason::dispatcher_failed;
         }
     }

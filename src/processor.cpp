@@ -54,6 +54,7 @@ pipeline_config make_pipeline_config(const processor_config& c, std::size_t max_
     pipeline_config p;
     p.batch = c.batch;
     p.retry = c.retry;
+    p.health = c.health;
     p.backlog_max_bytes = c.backlog_max_bytes;
     p.max_in_flight = std::max<std::size_t>(1, max_in_flight);
     p.report_results = static_cast<bool>(h.on_batch_result);
@@ -214,6 +215,7 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
                            [&](complete_flush_action& f) { complete_flush(f.waiter, f.ec); },
                            [&](complete_close_action& c) { complete_close(c.deadline_passed); },
                            [&](report_action& r) { report(r); },
+                           [&](endpoint_change_action& e) { endpoint_changed(e); },
                            [&](shutdown_dispatcher_action&) { dispatcher->shutdown(); },
                            [&](resume_drain_action&) { post_drain(); },
                            [&](log_action& l) { log(l.level, l.text); },
@@ -312,6 +314,23 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         }
     }
 
+    void endpoint_changed(const endpoint_change_action& e) {
+        if (!hooks.on_endpoint_state) return;
+        endpoint_change c;
+        c.url = e.url;
+        c.from = e.from;
+        c.to = e.to;
+        c.failures = e.failures;
+        c.message = e.message;
+        c.outage = std::chrono::duration_cast<std::chrono::milliseconds>(e.outage);
+        c.next_probe = std::chrono::duration_cast<std::chrono::milliseconds>(e.next_probe);
+        try {
+            hooks.on_endpoint_state(c);
+        } catch (...) {
+            log(log_level::error, "on_endpoint_state threw");
+        }
+    }
+
     void log(log_level lvl, std::string_view msg) noexcept {
         if (!hooks.logger) return;
         try {
@@ -373,6 +392,13 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         m.in_flight_events = c.in_flight_events;
         m.in_flight = c.in_flight;
         m.retry_wait_events = c.retry_events;
+        m.held_events = c.held_events;
+        m.held_bytes = c.held_bytes;
+        m.state = static_cast<endpoint_state>(c.worst_state);
+        m.endpoints_down = c.endpoints_down;
+        m.outages = c.outages;
+        m.outage_ms = c.outage_ms;
+        m.probes = c.probes;
         m.retries = c.retries;
         m.pending = m.queue_depth + c.pending();
         m.batches_sent = c.batches_sent;

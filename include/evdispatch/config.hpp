@@ -58,6 +58,24 @@ struct retry_config {
     std::chrono::milliseconds max_retry_after{60'000};
 };
 
+/// Endpoint health: how an outage is recognised, probed and ridden out (docs/delivery.md).
+struct health_config {
+    /// Consecutive endpoint-level failures (refused, reset, resolve failure, connect or request
+    /// timeout, TLS handshake failure, malformed response, 408, 429, 5xx) after which the
+    /// endpoint is `down`: no batch is attempted, batches are held, and one probe at a time
+    /// checks whether it is back. Default 3. 0 turns health tracking off (every batch retries
+    /// on its own, as retry_config says). A 429 with Retry-After makes it down at once.
+    unsigned failure_threshold = 3;
+    /// Wait before the first probe of an outage; doubles after each failed probe, with
+    /// jitter (each wait is between half and all of the step). Default 250 ms. Must be >= 1 ms.
+    std::chrono::milliseconds probe_initial{250};
+    /// Longest wait between two probes. Default 30 s. Must be >= probe_initial.
+    std::chrono::milliseconds probe_max{30'000};
+    /// A batch not delivered this long after it was closed is dropped (reason `expired`),
+    /// whatever its stage. Default 24 h. 0 means no limit.
+    std::chrono::milliseconds max_age{24 * 3600 * 1000};
+};
+
 /// TLS settings for https:// endpoints.
 struct tls_config {
     /// Extra CA bundle file (PEM) trusted besides the system store. Default: none.
@@ -82,8 +100,12 @@ struct processor_config {
     http_config http;     ///< HTTP transport.
     tls_config tls;       ///< TLS verification.
     retry_config retry;   ///< Retries with backoff.
-    /// Bytes of closed batches waiting for a free connection; a batch that would exceed it is
-    /// dropped (reason backlog_full). Default 16 MiB. Must be at least batch.max_batch_bytes.
+    health_config health;  ///< Outage detection, holding and probing.
+    /// Bytes of closed batches waiting to be sent: queued for a free connection, waiting to
+    /// retry, or held while their endpoint is down. While they leave no room for one more full
+    /// batch, the ring is not drained (process() then refuses with queue_full once the ring is
+    /// full). A batch that still does not fit is dropped (reason backlog_full). Default 16 MiB.
+    /// Must be at least batch.max_batch_bytes.
     std::size_t backlog_max_bytes = 16 * 1024 * 1024;
     /// Deadline used by the destructor of a processor that is still open. Default 5 s.
     std::chrono::milliseconds destructor_close_timeout{5'000};

@@ -34,6 +34,7 @@ enum class error {
     unknown_event_key,      ///< The event key is not in the datafile.
     invalid_datafile,       ///< The datafile is malformed or unsupported.
     invalid_input,          ///< A builder input is malformed.
+    expired,                ///< The batch was not delivered within health.max_age.
 };
 
 /// The category of evdispatch error codes (name "evdispatch").
@@ -59,6 +60,7 @@ enum class drop_reason : std::uint8_t {
     tls_verify_failed,   ///< The server certificate or its host name failed verification.
     close_deadline,      ///< async_close's deadline passed before the batch was delivered.
     dispatcher_failed,   ///< A custom event_dispatcher reported a failure.
+    expired,             ///< Not delivered within health.max_age of its batch's closing.
 };
 
 /// Stable snake_case name of a drop reason, as used in metrics and JSON output.
@@ -79,6 +81,7 @@ constexpr std::string_view to_string(drop_reason r) noexcept {
         case drop_reason::tls_verify_failed: return "tls_verify_failed";
         case drop_reason::close_deadline: return "close_deadline";
         case drop_reason::dispatcher_failed: return "dispatcher_failed";
+        case drop_reason::expired: return "expired";
     }
     return {};
 }
@@ -101,7 +104,7 @@ inline constexpr std::array<drop_reason, drop_reason_count> all_drop_reasons = [
     return a;
 }();
 
-static_assert(drop_reason_count == std::size_t(drop_reason::dispatcher_failed) + 1,
+static_assert(drop_reason_count == std::size_t(drop_reason::expired) + 1,
               "drop reasons are numbered without gaps, each with a name in to_string");
 
 /// Maps a failed delivery's error code to the reason its events are counted under.

@@ -7,8 +7,26 @@
 
 #include <array>
 #include <cstdint>
+#include <string_view>
 
 namespace evdispatch {
+
+/// Health of an endpoint (health_config, docs/delivery.md).
+enum class endpoint_state : std::uint8_t {
+    up,       ///< Batches are sent over the whole pool.
+    probing,  ///< Down, and one probe (the oldest held batch) is in flight.
+    down,     ///< Recent attempts failed: batches are held; the next probe is scheduled.
+};
+
+/// "up", "probing" or "down".
+constexpr std::string_view to_string(endpoint_state s) noexcept {
+    switch (s) {
+        case endpoint_state::up: return "up";
+        case endpoint_state::probing: return "probing";
+        case endpoint_state::down: return "down";
+    }
+    return {};
+}
 
 /// Counters of a batch_event_processor, read with batch_event_processor::metrics().
 ///
@@ -31,6 +49,15 @@ struct metrics_snapshot {
     std::uint64_t in_flight_events = 0;  ///< Events in batches being sent.
     std::uint64_t in_flight = 0;        ///< Requests being sent.
     std::uint64_t retry_wait_events = 0;  ///< Events in batches waiting to be retried.
+    std::uint64_t held_events = 0;  ///< Events in batches held while their endpoint is down.
+    std::uint64_t held_bytes = 0;   ///< Bytes of those batches.
+
+    /// The worst endpoint state (down, then probing, then up) over the endpoints in use.
+    endpoint_state state = endpoint_state::up;
+    std::uint64_t endpoints_down = 0;  ///< Endpoints down or probing now.
+    std::uint64_t outages = 0;         ///< Times an endpoint went down.
+    std::uint64_t outage_ms = 0;       ///< Time endpoints spent down (current outages included).
+    std::uint64_t probes = 0;          ///< Probe requests sent during outages.
 
     std::uint64_t batches_sent = 0;     ///< Batches closed and handed to the dispatcher.
     std::uint64_t batches_delivered = 0;  ///< Batches acknowledged.
@@ -63,7 +90,7 @@ struct metrics_snapshot {
     bool balanced() const noexcept {
         return accepted == delivered + dropped_after_accept() + pending &&
                pending == queue_depth + open_batch_events + backlog_events + in_flight_events +
-                              retry_wait_events;
+                              retry_wait_events + held_events;
     }
 };
 

@@ -59,6 +59,19 @@ struct close_report {
     metrics_snapshot metrics;        ///< Final counters (pending == 0).
 };
 
+/// A change of an endpoint's health, reported to processor_hooks::on_endpoint_state.
+struct endpoint_change {
+    std::string_view url;       ///< The endpoint.
+    endpoint_state from;        ///< State before.
+    endpoint_state to;          ///< State now.
+    unsigned failures = 0;      ///< Consecutive endpoint-level failures so far.
+    std::string_view message;   ///< The failure that caused the change (empty when up).
+    /// When `to` is up: how long the outage lasted.
+    std::chrono::milliseconds outage{0};
+    /// When `to` is down: the wait until the next probe.
+    std::chrono::milliseconds next_probe{0};
+};
+
 /// Severity passed to processor_hooks::logger.
 enum class log_level { debug, info, warning, error };
 
@@ -71,6 +84,9 @@ struct processor_hooks {
     std::function<void(const log_event&)> on_log_event;
     /// Called on the strand with each batch's final result. Must not block.
     std::function<void(const batch_result&)> on_batch_result;
+    /// Called on the strand on every change of an endpoint's health (up, down, probing), so
+    /// that a server can log or alert. Must not block.
+    std::function<void(const endpoint_change&)> on_endpoint_state;
     /// Receives diagnostics (from the strand). Must not block.
     std::function<void(log_level, std::string_view)> logger;
 };

@@ -53,11 +53,21 @@ void check_config(const http_config& c) {
     if (c.idle_timeout.count() < 0) bad("http.idle_timeout", "must be >= 0", ms(c.idle_timeout));
 }
 
+void check_config(const health_config& c) {
+    if (c.probe_initial.count() <= 0)
+        bad("health.probe_initial", "must be at least 1 ms", ms(c.probe_initial));
+    if (c.probe_max < c.probe_initial)
+        bad("health.probe_max", "must be at least health.probe_initial (" + ms(c.probe_initial) + ")",
+            ms(c.probe_max));
+    if (c.max_age.count() < 0) bad("health.max_age", "must be >= 0", ms(c.max_age));
+}
+
 void check_config(const processor_config& c, bool custom_dispatcher) {
     if (c.queue_capacity < 2)
         bad("queue_capacity", "must be at least 2", std::to_string(c.queue_capacity));
     check_config(c.batch);
     check_config(c.retry);
+    check_config(c.health);
     if (c.backlog_max_bytes < c.batch.max_batch_bytes)
         bad("backlog_max_bytes",
             "must be at least batch.max_batch_bytes (" + std::to_string(c.batch.max_batch_bytes) +

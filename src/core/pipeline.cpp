@@ -2,11 +2,33 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <sstream>
 
 namespace evdispatch::detail {
 
 using boost::system::error_code;
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+
+namespace {
+
+// Inserts `rec` into `q`, which is sorted by id (records usually arrive in order: O(1)).
+void insert_by_id(std::deque<batch_record>& q, batch_record&& rec) {
+    if (q.empty() || q.back().id < rec.id) {
+        q.push_back(std::move(rec));
+        return;
+    }
+    auto it = std::upper_bound(q.begin(), q.end(), rec.id,
+                               [](std::uint64_t id, const batch_record& r) { return id < r.id; });
+    q.insert(it, std::move(rec));
+}
+
+bool is_success(const error_code& ec, unsigned status) noexcept {
+    return !ec && (status == 0 || (status >= 200 && status < 300));
+}
+
+}  // namespace
 
 pipeline::pipeline(const pipeline_config& cfg)
     : cfg_(cfg), batcher_(cfg.batch), policy_(cfg.retry) {
@@ -36,13 +58,25 @@ void pipeline::on_event(const user_event& ev, clock::time_point now) {
     }
     // Hand closed batches on at once, so that has_room(), which gates the drain, is current.
     hand_on_closed(now);
-    ctr_.open_events = batcher_.open_events();
 }
 
 void pipeline::hand_on_closed(clock::time_point now) {
     for (auto& b : closed_scratch_) enqueue(std::move(b), now);
     closed_scratch_.clear();
     ctr_.open_events = batcher_.open_events();
+}
+
+std::uint32_t pipeline::endpoint_index(const std::string& url) {
+    for (std::size_t i = 0; i < endpoints_.size(); ++i)
+        if (endpoints_[i].url == url) return static_cast<std::uint32_t>(i);
+    endpoints_.push_back(endpoint{url});
+    return static_cast<std::uint32_t>(endpoints_.size() - 1);
+}
+
+endpoint_state pipeline::state_of(std::string_view url) const noexcept {
+    for (const auto& ep : endpoints_)
+        if (ep.url == url) return ep.state;
+    return endpoint_state::up;
 }
 
 // A batch is sealed here: its body becomes the request that every attempt sends.
@@ -54,53 +88,54 @@ void pipeline::enqueue(closed_batch&& b, clock::time_point now) {
     req->event_count = b.events;
     req->context = std::move(b.context);
     batch_record rec{b.id, std::move(req), std::move(b.created)};
+    rec.sealed = now;
+    rec.endpoint = endpoint_index(rec.request->url);
     if (deadline_passed_) {
         give_up(std::move(rec), drop_reason::close_deadline,
                 make_error_code(error::close_deadline), 0, "close deadline passed");
         return;
     }
-    if (in_flight_.size() < cfg_.max_in_flight && queued_.empty() && ready_.empty()) {
+    const bool up = endpoints_[rec.endpoint].state == endpoint_state::up;
+    if (up && in_flight_.size() < cfg_.max_in_flight && queued_.empty() && ready_.empty()) {
         send(std::move(rec), now);
         return;
     }
-    if (ctr_.queued_bytes + rec.bytes() > cfg_.backlog_max_bytes) {
+    if (ctr_.waiting_bytes() + rec.bytes() > cfg_.backlog_max_bytes) {
         log(log_level::warning, "batch of ", rec.events(),
             " events dropped: the backlog of unsent batches is full");
         give_up(std::move(rec), drop_reason::backlog_full, make_error_code(error::backlog_full),
                 0, "backlog full");
         return;
     }
-    ctr_.queued_events += rec.events();
-    ctr_.queued_bytes += rec.bytes();
+    if (!up) {
+        hold(std::move(rec), now);
+        return;
+    }
+    enter(stage::queued, rec);
     queued_.push_back(std::move(rec));
 }
 
-// ---- sending -------------------------------------------------------------------------------
+// ---- stages --------------------------------------------------------------------------------
 
-void pipeline::pump(clock::time_point now) {
-    // Retries first: they are older than anything queued.
-    while (in_flight_.size() < cfg_.max_in_flight && !ready_.empty()) {
-        batch_record rec = std::move(ready_.front());
-        ready_.pop_front();
-        leave(stage::ready, rec);
-        send(std::move(rec), now);
+void pipeline::enter(stage s, const batch_record& rec) noexcept {
+    switch (s) {
+        case stage::queued:
+            ctr_.queued_events += rec.events();
+            ctr_.queued_bytes += rec.bytes();
+            break;
+        case stage::in_flight:
+            ctr_.in_flight_events += rec.events();
+            break;
+        case stage::retry_wait:
+        case stage::ready:
+            ctr_.retry_events += rec.events();
+            ctr_.retry_bytes += rec.bytes();
+            break;
+        case stage::held:
+            ctr_.held_events += rec.events();
+            ctr_.held_bytes += rec.bytes();
+            break;
     }
-    while (in_flight_.size() < cfg_.max_in_flight && !queued_.empty()) {
-        batch_record rec = std::move(queued_.front());
-        queued_.pop_front();
-        leave(stage::queued, rec);
-        send(std::move(rec), now);
-    }
-}
-
-void pipeline::send(batch_record&& rec, clock::time_point now) {
-    if (rec.attempts == 0) rec.first_attempt = now;
-    ++rec.attempts;
-    ++ctr_.requests;
-    ctr_.in_flight_events += rec.events();
-    actions_.emplace_back(send_action{rec.id, rec.attempts, rec.request});
-    in_flight_.push_back(std::move(rec));
-    ctr_.in_flight = in_flight_.size();
 }
 
 // Takes the record's events and bytes off the counters of the stage it leaves.
@@ -118,7 +153,61 @@ void pipeline::leave(stage s, const batch_record& rec) noexcept {
             ctr_.retry_events -= rec.events();
             ctr_.retry_bytes -= rec.bytes();
             break;
+        case stage::held:
+            ctr_.held_events -= rec.events();
+            ctr_.held_bytes -= rec.bytes();
+            break;
     }
+}
+
+void pipeline::hold(batch_record&& rec, clock::time_point now) {
+    rec.held_since = now;
+    enter(stage::held, rec);
+    insert_by_id(endpoints_[rec.endpoint].held, std::move(rec));
+}
+
+// ---- sending -------------------------------------------------------------------------------
+
+void pipeline::pump(clock::time_point now) {
+    if (deadline_passed_) return;
+    // Due probes first: one request per down endpoint, on its schedule.
+    for (auto& ep : endpoints_) {
+        if (in_flight_.size() >= cfg_.max_in_flight) return;
+        if (ep.state != endpoint_state::down || ep.held.empty() || now < ep.next_probe)
+            continue;
+        batch_record rec = std::move(ep.held.front());
+        ep.held.pop_front();
+        leave(stage::held, rec);
+        rec.held_for += now - rec.held_since;
+        rec.probe = true;
+        ++ctr_.probes;
+        change(ep, endpoint_state::probing, {}, {}, {});
+        send(std::move(rec), now);
+    }
+    // Then retries and batches back from an outage: they are older than anything queued.
+    while (in_flight_.size() < cfg_.max_in_flight && !ready_.empty()) {
+        batch_record rec = std::move(ready_.front());
+        ready_.pop_front();
+        leave(stage::ready, rec);
+        send(std::move(rec), now);
+    }
+    while (in_flight_.size() < cfg_.max_in_flight && !queued_.empty()) {
+        batch_record rec = std::move(queued_.front());
+        queued_.pop_front();
+        leave(stage::queued, rec);
+        send(std::move(rec), now);
+    }
+}
+
+void pipeline::send(batch_record&& rec, clock::time_point now) {
+    if (rec.attempts == 0) rec.first_attempt = now;
+    ++rec.attempts;
+    if (!rec.probe) ++rec.counted;  // a probe is an outage attempt: it does not count
+    ++ctr_.requests;
+    enter(stage::in_flight, rec);
+    actions_.emplace_back(send_action{rec.id, rec.attempts, rec.request});
+    in_flight_.push_back(std::move(rec));
+    ctr_.in_flight = in_flight_.size();
 }
 
 void pipeline::on_result(std::uint64_t id, error_code ec, const dispatch_result& r,
@@ -135,28 +224,67 @@ void pipeline::on_result(std::uint64_t id, error_code ec, const dispatch_result&
     in_flight_.erase(it);
     ctr_.in_flight = in_flight_.size();
     leave(stage::in_flight, rec);
-    if (!ec && (r.status == 0 || (r.status >= 200 && r.status < 300))) {
+    const bool was_probe = rec.probe;
+    rec.probe = false;
+    endpoint& ep = endpoints_[rec.endpoint];
+
+    if (is_success(ec, r.status)) {
         ctr_.delivered += rec.events();
         ++ctr_.batches_delivered;
         ctr_.bytes_sent += rec.bytes();
         report(std::move(rec), true, drop_reason{}, ec, r.status, r.message, now);
+        endpoint_ok(ep, now);
         after_work(now);
         return;
     }
     if (!ec) ec = make_error_code(error::http_status);
+    const attempt_outcome outcome{ec, r.status, r.retry_after};
+    const auto [reason, retryable] = retry_policy::classify(outcome);
+    // Endpoint-level: the endpoint did not take the batch for reasons of its own (down,
+    // overloaded, unreachable), not because of this batch or of the configuration.
+    const bool endpoint_level = health_on() && retryable && ec != error::dispatcher_failed;
+    std::string why;
+    if (endpoint_level) {
+        why = ec.message();
+        if (r.status) why += " (status " + std::to_string(r.status) + ")";
+        if (!r.message.empty()) why += ": " + r.message;
+        ++ep.failures;
+        const bool pause = r.status == 429 && r.retry_after;
+        const auto pause_for = pause ? clock::duration(std::min(*r.retry_after,
+                                                                cfg_.retry.max_retry_after))
+                                     : clock::duration{};
+        if (ep.state == endpoint_state::up &&
+            (pause || ep.failures >= cfg_.health.failure_threshold)) {
+            go_down(ep, now, pause ? pause_for : probe_wait(0, jitter), why);
+        } else if (was_probe) {
+            ++ep.probe_step;
+            ep.next_probe = now + (pause ? pause_for : probe_wait(ep.probe_step, jitter));
+            change(ep, endpoint_state::down, why, {}, ep.next_probe - now);
+        }
+        if (ep.state != endpoint_state::up) {
+            // Attempts made during an outage do not use up the batch's attempts.
+            if (!was_probe) --rec.counted;
+            hold(std::move(rec), now);
+            after_work(now);
+            return;
+        }
+    } else if (r.status != 0 || was_probe) {
+        // The endpoint answered (or failed for a reason that is the batch's or the
+        // configuration's, not its availability): it is up.
+        endpoint_ok(ep, now);
+    }
     const auto d = policy_.decide(
-        rec.attempts, attempt_outcome{ec, r.status, r.retry_after},
-        std::chrono::duration_cast<std::chrono::milliseconds>(now - rec.first_attempt), jitter);
+        rec.counted, outcome,
+        duration_cast<milliseconds>(now - rec.first_attempt - rec.held_for), jitter);
     if (d.what == retry_decision::action::retry && !deadline_passed_) {
         // The record keeps its request (and so every event its uuid): a receiver can recognise
         // a re-sent event. It leaves its in-flight slot while it waits.
         ++ctr_.retries;
-        ctr_.retry_events += rec.events();
-        ctr_.retry_bytes += rec.bytes();
         log(log_level::info, "batch ", rec.id, " attempt ", rec.attempts, " failed (",
             ec.message(), r.status ? ", status " + std::to_string(r.status) : std::string(),
             "); retry in ", d.delay.count(), " ms");
         rec.retry_at = now + d.delay;
+        enter(stage::retry_wait, rec);
         retry_wait_.push_back(std::move(rec));
     } else {
         log(log_level::warning, "batch of ", rec.events(), " events not delivered (",
@@ -191,6 +319,120 @@ void pipeline::report(batch_record&& rec, bool delivered, drop_reason reason, er
     actions_.emplace_back(std::move(a));
 }
 
+// ---- endpoint health -----------------------------------------------------------------------
+
+// Each wait is between half and all of its step: probes of many processors do not line up.
+clock::duration pipeline::probe_wait(unsigned step, double jitter) const noexcept {
+    const double base = static_cast<double>(cfg_.health.probe_initial.count()) *
+                        std::pow(2.0, static_cast<double>(std::min(step, 40u)));
+    const double capped = std::min(base, static_cast<double>(cfg_.health.probe_max.count()));
+    return duration_cast<clock::duration>(
+        std::chrono::duration<double, std::milli>(capped * (0.5 + 0.5 * jitter)));
+}
+
+void pipeline::change(endpoint& ep, endpoint_state to, std::string_view why,
+                      clock::duration outage, clock::duration next_probe) {
+    const auto from = ep.state;
+    ep.state = to;
+    if (to == endpoint_state::down && from == endpoint_state::up)
+        log(log_level::warning, "endpoint ", ep.url, " is down after ", ep.failures,
+            " failures (", why, "); batches are held, first probe in ",
+            duration_cast<milliseconds>(next_probe).count(), " ms");
+    else if (to == endpoint_state::up)
+        log(log_level::info, "endpoint ", ep.url, " is up again after ",
+            duration_cast<milliseconds>(outage).count(), " ms");
+    actions_.emplace_back(endpoint_change_action{ep.url, from, to, ep.failures, std::string(why),
+                                                 outage, next_probe});
+}
+
+// The endpoint went down: its batches waiting anywhere but in flight are held from now on.
+void pipeline::go_down(endpoint& ep, clock::time_point now, clock::duration wait,
+                       std::string_view why) {
+    ++ctr_.outages;
+    ep.down_since = now;
+    ep.probe_step = 0;
+    ep.next_probe = now + wait;
+    const auto index = static_cast<std::uint32_t>(&ep - endpoints_.data());
+    struct {
+        std::deque<batch_record>* records;
+        stage where;
+    } const stages[] = {{&queued_, stage::queued},
+                        {&retry_wait_, stage::retry_wait},
+                        {&ready_, stage::ready}};
+    for (const auto& s : stages) {
+        for (auto it = s.records->begin(); it != s.records->end();) {
+            if (it->endpoint != index) {
+                ++it;
+                continue;
+            }
+            batch_record rec = std::move(*it);
+            it = s.records->erase(it);
+            leave(s.where, rec);
+            hold(std::move(rec), now);
+        }
+    }
+    change(ep, endpoint_state::down, why, {}, wait);
+}
+
+// An answer that is not an endpoint-level failure: the endpoint is up; what it held goes
+// first (by id, with the retries), over the whole pool.
+void pipeline::endpoint_ok(endpoint& ep, clock::time_point now) {
+    ep.failures = 0;
+    if (ep.state == endpoint_state::up) return;
+    const auto outage = now - ep.down_since;
+    outage_ms_closed_ += static_cast<std::uint64_t>(duration_cast<milliseconds>(outage).count());
+    while (!ep.held.empty()) {
+        batch_record rec = std::move(ep.held.front());
+        ep.held.pop_front();
+        leave(stage::held, rec);
+        rec.held_for += now - rec.held_since;
+        enter(stage::ready, rec);
+        insert_by_id(ready_, std::move(rec));
+    }
+    change(ep, endpoint_state::up, {}, outage, {});
+}
+
+void pipeline::update_health_counters(clock::time_point now) {
+    std::uint64_t down = 0, current_ms = 0;
+    auto worst = endpoint_state::up;
+    for (const auto& ep : endpoints_) {
+        if (ep.state == endpoint_state::up) continue;
+        ++down;
+        current_ms +=
+            static_cast<std::uint64_t>(duration_cast<milliseconds>(now - ep.down_since).count());
+        if (ep.state == endpoint_state::down || worst == endpoint_state::up) worst = ep.state;
+    }
+    ctr_.endpoints_down = down;
+    ctr_.worst_state = static_cast<std::uint64_t>(worst);
+    ctr_.outage_ms = outage_ms_closed_ + current_ms;
+}
+
+// Batches not delivered within health.max_age of their closing are dropped, whatever their
+// stage but in flight (the result decides those).
+void pipeline::expire(clock::time_point now) {
+    if (cfg_.health.max_age.count() <= 0) return;
+    const auto limit = now - cfg_.health.max_age;
+    auto sweep = [&](std::deque<batch_record>& q, stage where) {
+        for (auto it = q.begin(); it != q.end();) {
+            if (it->sealed > limit) {
+                ++it;
+                continue;
+            }
+            batch_record rec = std::move(*it);
+            it = q.erase(it);
+            leave(where, rec);
+            log(log_level::warning, "batch of ", rec.events(),
+                " events dropped: not delivered within health.max_age");
+            give_up(std::move(rec), drop_reason::expired, make_error_code(error::expired), 0,
+                    "not delivered within health.max_age");
+        }
+    };
+    sweep(queued_, stage::queued);
+    sweep(retry_wait_, stage::retry_wait);
+    sweep(ready_, stage::ready);
+    for (auto& ep : endpoints_) sweep(ep.held, stage::held);
+}
+
 // ---- time ----------------------------------------------------------------------------------
 
 void pipeline::on_tick(clock::time_point now) {
@@ -199,15 +441,18 @@ void pipeline::on_tick(clock::time_point now) {
     if (closing_ && !deadline_passed_ && now >= close_deadline_) on_deadline(now);
     batcher_.tick(now, closed_scratch_);
     hand_on_closed(now);
-    // Due retries move to ready in the order they were waiting.
+    // Due retries move to ready, by id. A retry whose endpoint went down meanwhile was
+    // moved to held by go_down.
     for (auto it = retry_wait_.begin(); it != retry_wait_.end();) {
         if (it->retry_at <= now) {
-            ready_.push_back(std::move(*it));
+            batch_record rec = std::move(*it);
             it = retry_wait_.erase(it);
+            insert_by_id(ready_, std::move(rec));  // same counters: retry_wait and ready share
         } else {
             ++it;
         }
     }
+    expire(now);
     after_work(now);
 }
 
@@ -219,6 +464,23 @@ void pipeline::arm_timer() {
     };
     for (const auto& r : retry_wait_) consider(r.retry_at);
     if (closing_ && !deadline_passed_) consider(close_deadline_);
+    // A due probe without a free slot waits for a result (which pumps), not for the timer.
+    if (in_flight_.size() < cfg_.max_in_flight)
+        for (const auto& ep : endpoints_)
+            if (ep.state == endpoint_state::down && !ep.held.empty()) consider(ep.next_probe);
+    if (cfg_.health.max_age.count() > 0) {
+        // Ids follow closing order, so the oldest batch of a stage sorted by id is its front.
+        std::optional<clock::time_point> oldest;
+        auto older = [&](const batch_record& r) {
+            if (!oldest || r.sealed < *oldest) oldest = r.sealed;
+        };
+        if (!queued_.empty()) older(queued_.front());
+        if (!ready_.empty()) older(ready_.front());
+        for (const auto& r : retry_wait_) older(r);
+        for (const auto& ep : endpoints_)
+            if (!ep.held.empty()) older(ep.held.front());
+        if (oldest) consider(*oldest + cfg_.health.max_age);
+    }
     if (!next) return;
     // An armed timer that fires earlier is good enough: on_tick re-arms for the rest.
     if (timer_at_ && *timer_at_ <= *next) return;
@@ -266,20 +528,23 @@ void pipeline::on_deadline(clock::time_point now) {
         std::deque<batch_record>* records;
         stage where;
         const char* message;
-    } const stages[] = {
+    } stages[] = {
         {&queued_, stage::queued, "close deadline passed"},
         {&in_flight_, stage::in_flight, "close deadline passed while in flight"},
         {&retry_wait_, stage::retry_wait, "close deadline passed while waiting to retry"},
         {&ready_, stage::ready, "close deadline passed while waiting to retry"},
     };
-    for (const auto& s : stages) {
-        for (auto& rec : *s.records) {
-            leave(s.where, rec);
+    auto give_up_all = [&](std::deque<batch_record>& records, stage where, const char* message) {
+        for (auto& rec : records) {
+            leave(where, rec);
             give_up(std::move(rec), drop_reason::close_deadline,
-                    make_error_code(error::close_deadline), 0, s.message);
+                    make_error_code(error::close_deadline), 0, message);
         }
-        s.records->clear();
-    }
+        records.clear();
+    };
+    for (auto& s : stages) give_up_all(*s.records, s.where, s.message);
+    for (auto& ep : endpoints_)
+        give_up_all(ep.held, stage::held, "close deadline passed while its endpoint was down");
     ctr_.in_flight = 0;
     actions_.emplace_back(shutdown_dispatcher_action{});
 }
@@ -287,8 +552,11 @@ void pipeline::on_deadline(clock::time_point now) {
 std::uint64_t pipeline::lowest_unsettled() const noexcept {
     std::uint64_t low = UINT64_MAX;
     if (!queued_.empty()) low = queued_.front().id;
-    for (const auto* records : {&in_flight_, &retry_wait_, &ready_})
+    if (!ready_.empty()) low = std::min(low, ready_.front().id);
+    for (const auto* records : {&in_flight_, &retry_wait_})
         for (const auto& r : *records) low = std::min(low, r.id);
+    for (const auto& ep : endpoints_)
+        if (!ep.held.empty()) low = std::min(low, ep.held.front().id);
     return low;
 }
 
@@ -318,9 +586,7 @@ void pipeline::progress_flushes(clock::time_point now) {
 
 void pipeline::check_close_done() {
     if (!closing_ || closed_) return;
-    if (ctr_.dequeued < ring_final_ || batcher_.open_events() != 0 || !queued_.empty() ||
-        !in_flight_.empty() || !retry_wait_.empty() || !ready_.empty())
-        return;
+    if (ctr_.dequeued < ring_final_ || ctr_.pending() != 0) return;
     closed_ = true;
     actions_.emplace_back(complete_close_action{deadline_passed_});
     if (!deadline_passed_) actions_.emplace_back(shutdown_dispatcher_action{});
@@ -336,6 +602,7 @@ void pipeline::after_work(clock::time_point now) {
     hand_on_closed(now);
     pump(now);
     progress_flushes(now);
+    update_health_counters(now);
     check_close_done();
     if (drain_paused_ && has_room()) {
         drain_paused_ = false;

@@ -11,8 +11,18 @@
 //                                              ^          |
 //                                              |          v
 //                                          ready <- retry wait        (or dropped, by reason)
-// One batch_record type travels through queued, in flight, retry wait and ready; the counters
-// follow it, so `counters().balanced()` holds after every input.
+//                                              ^
+//                                            held  (while its endpoint is down; one probe at a
+//                                                   time goes back in flight)
+// One batch_record type travels through every stage; the counters follow it, so
+// `counters().balanced()` holds after every input.
+//
+// Endpoint health (per endpoint URL): `up`; after health.failure_threshold consecutive
+// endpoint-level failures (or a 429 with Retry-After) `down`: its batches are held, attempts
+// made during the outage do not count against the retry limits, and one probe (the oldest held
+// batch) goes out on an exponential, jittered schedule (`probing`). An answer that is not an
+// endpoint-level failure brings it back `up`, and its held batches go first, over the whole
+// pool.
 
 #include "batcher.hpp"
 
@@ -47,6 +57,13 @@ struct pipeline_counters {
     std::uint64_t in_flight = 0;       ///< Requests outstanding.
     std::uint64_t retry_events = 0;    ///< Waiting for their backoff, or ready to retry.
     std::uint64_t retry_bytes = 0;
+    std::uint64_t held_events = 0;     ///< Held while their endpoint is down.
+    std::uint64_t held_bytes = 0;
+    std::uint64_t worst_state = 0;     ///< endpoint_state of the worst endpoint.
+    std::uint64_t endpoints_down = 0;  ///< Down or probing now.
+    std::uint64_t outages = 0;
+    std::uint64_t outage_ms = 0;       ///< Current outages included (as of the last input).
+    std::uint64_t probes = 0;
     std::uint64_t batches_sent = 0;    ///< Batches closed and handed on.
     std::uint64_t batches_delivered = 0;
     std::uint64_t batches_failed = 0;
@@ -57,7 +74,11 @@ struct pipeline_counters {
 
     /// Events accepted into the pipeline and not settled.
     std::uint64_t pending() const noexcept {
-        return open_events + queued_events + in_flight_events + retry_events;
+        return open_events + queued_events + in_flight_events + retry_events + held_events;
+    }
+    /// Bytes of closed batches waiting to be sent (the memory room backlog_max_bytes bounds).
+    std::uint64_t waiting_bytes() const noexcept {
+        return queued_bytes + retry_bytes + held_bytes;
     }
     std::uint64_t dropped_total() const noexcept {
         std::uint64_t n = 0;
@@ -73,14 +94,20 @@ static_assert(sizeof(pipeline_counters) % 8 == 0 && std::is_trivially_copyable_v
               "pipeline_counters is published word by word");
 
 /// A closed batch after the batcher: its request is sealed (the bytes never change again, so
-/// retries re-send the same uuids). The same record is queued, in flight, waiting to retry or
-/// ready to retry.
+/// retries re-send the same uuids). The same record is queued, in flight, waiting to retry,
+/// ready to retry or held.
 struct batch_record {
     std::uint64_t id = 0;
     std::shared_ptr<const log_event> request;
     std::vector<clock::time_point> created;  ///< Each event's build time (for latency).
-    unsigned attempts = 0;
+    std::uint32_t endpoint = 0;  ///< Index of its endpoint in the pipeline.
+    unsigned attempts = 0;       ///< Requests made (reported).
+    unsigned counted = 0;        ///< Attempts that count against retry.max_attempts.
+    bool probe = false;          ///< The request in flight is its endpoint's probe.
+    clock::time_point sealed{};  ///< When it was closed (health.max_age runs from here).
     clock::time_point first_attempt{};
+    clock::duration held_for{};  ///< Time held (not counted against retry.max_retry_time).
+    clock::time_point held_since{};
     clock::time_point retry_at{};
 
     std::size_t events() const noexcept { return request->event_count; }
@@ -115,6 +142,16 @@ struct report_action {
     std::vector<clock::time_point> created;
     std::string message;
 };
+/// An endpoint's health changed: call on_endpoint_state and log.
+struct endpoint_change_action {
+    std::string url;
+    endpoint_state from;
+    endpoint_state to;
+    unsigned failures;
+    std::string message;
+    clock::duration outage{};      ///< to == up: how long it was down
+    clock::duration next_probe{};  ///< to == down: wait until the next probe
+};
 /// Tell the dispatcher to abandon outstanding work.
 struct shutdown_dispatcher_action {};
 /// Draining was paused (pause_drain) and there is room again: schedule a drain.
@@ -127,12 +164,14 @@ struct log_action {
 
 using pipeline_action =
     std::variant<send_action, arm_timer_action, complete_flush_action, complete_close_action,
-                 report_action, shutdown_dispatcher_action, resume_drain_action, log_action>;
+                 report_action, endpoint_change_action, shutdown_dispatcher_action,
+                 resume_drain_action, log_action>;
 
 /// What the pipeline needs from the processor's configuration.
 struct pipeline_config {
     batch_config batch;
     retry_config retry;
+    health_config health;
     std::size_t backlog_max_bytes = 16 * 1024 * 1024;
     std::size_t max_in_flight = 1;  ///< The dispatcher's max_in_flight().
     bool report_results = false;    ///< Queue report_action for every settled batch.
@@ -155,7 +194,8 @@ public:
                    clock::time_point now, double jitter);
 
     /// The wake-up timer fired (or any time): closes batches by age, moves due retries to
-    /// ready, and applies the close deadline when it has passed.
+    /// ready, drops expired batches, sends due probes, and applies the close deadline when it
+    /// has passed.
     void on_tick(clock::time_point now);
 
     /// Starts a flush covering every event up to ring position `ring_target` (the ring's push
@@ -176,12 +216,13 @@ public:
     // ---- queries ----------------------------------------------------------------------------
 
     /// Whether the shell may take more events from the ring (backpressure): false while the
-    /// queued and retrying batches leave no room for one more full batch.
+    /// batches waiting to be sent (queued, retrying, held) leave no room for one more full one.
     bool has_room() const noexcept {
         return deadline_passed_ ||
-               ctr_.queued_bytes + ctr_.retry_bytes + cfg_.batch.max_batch_bytes <=
-                   cfg_.backlog_max_bytes;
+               ctr_.waiting_bytes() + cfg_.batch.max_batch_bytes <= cfg_.backlog_max_bytes;
     }
+    /// State of the endpoint `url` (up when it was never used).
+    endpoint_state state_of(std::string_view url) const noexcept;
     const pipeline_counters& counters() const noexcept { return ctr_; }
     bool closing() const noexcept { return closing_; }
     bool closed() const noexcept { return closed_; }
@@ -197,7 +238,17 @@ public:
     }
 
 private:
-    enum class stage { queued, in_flight, retry_wait, ready };
+    enum class stage { queued, in_flight, retry_wait, ready, held };
+
+    struct endpoint {
+        std::string url;
+        endpoint_state state = endpoint_state::up;
+        unsigned failures = 0;    // consecutive endpoint-level failures
+        unsigned probe_step = 0;  // failed probes in this outage
+        clock::time_point down_since{};
+        clock::time_point next_probe{};
+        std::deque<batch_record> held;  // by id
+    };
 
     void after_work(clock::time_point now);
     void hand_on_closed(clock::time_point now);
@@ -205,6 +256,17 @@ private:
     void pump(clock::time_point now);
     void send(batch_record&& rec, clock::time_point now);
     void leave(stage s, const batch_record& rec) noexcept;
+    void enter(stage s, const batch_record& rec) noexcept;
+    std::uint32_t endpoint_index(const std::string& url);
+    bool health_on() const noexcept { return cfg_.health.failure_threshold != 0; }
+    void hold(batch_record&& rec, clock::time_point now);
+    void go_down(endpoint& ep, clock::time_point now, clock::duration wait, std::string_view why);
+    void endpoint_ok(endpoint& ep, clock::time_point now);
+    void change(endpoint& ep, endpoint_state to, std::string_view why, clock::duration outage,
+                clock::duration next_probe);
+    clock::duration probe_wait(unsigned step, double jitter) const noexcept;
+    void expire(clock::time_point now);
+    void update_health_counters(clock::time_point now);
     void give_up(batch_record&& rec, drop_reason reason, boost::system::error_code ec,
                  unsigned status, std::string_view message);
     void report(batch_record&& rec, bool delivered, drop_reason reason,
@@ -226,7 +288,9 @@ private:
     std::deque<batch_record> queued_;      // FIFO by id
     std::deque<batch_record> in_flight_;   // at most max_in_flight
     std::deque<batch_record> retry_wait_;  // until retry_at
-    std::deque<batch_record> ready_;       // retry due, waiting for a slot; sent first
+    std::deque<batch_record> ready_;       // retry due (or back from held), by id; sent first
+    std::vector<endpoint> endpoints_;      // few; indices are stable
+    std::uint64_t outage_ms_closed_ = 0;   // outages that ended
 
     struct flush_waiter {
         std::uint64_t id;

@@ -168,7 +168,7 @@ TEST_CASE("close with a stalled collector reports undelivered events within the 
     CHECK(took < 5s);  // bounded by the deadline, not by the 10 s stall
 }
 
-TEST_CASE("a refused port: events are dropped with reason connect_failed",
+TEST_CASE("a refused port: with health off, events are dropped with reason connect_failed",
           "[integration][pipeline]") {
     const auto port = test::refused_port();
     const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/v1/events";
@@ -182,6 +182,7 @@ TEST_CASE("a refused port: events are dropped with reason connect_failed",
     processor_config cfg;
     cfg.endpoint = url;
     cfg.batch.batch_size = 10;
+    cfg.health.failure_threshold = 0;  // every batch retries on its own, then gives up
     batch_event_processor p(cfg, hooks);
     event_builder b(test::make_context(url));
     for (int i = 0; i < 100; ++i) p.process(test::make_impression(b, i));
@@ -192,6 +193,51 @@ TEST_CASE("a refused port: events are dropped with reason connect_failed",
     CHECK(r.metrics.balanced());
     std::lock_guard lk(mu);
     CHECK_THAT(message, Catch::Contains(std::to_string(port)));
+}
+
+TEST_CASE("a refused port: with health on, batches are held and probed, not hammered",
+          "[integration][pipeline][health]") {
+    const auto port = test::refused_port();
+    const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/v1/events";
+    std::vector<endpoint_change> changes;
+    std::vector<std::string> messages;
+    std::mutex mu;
+    processor_hooks hooks;
+    hooks.on_endpoint_state = [&](const endpoint_change& c) {
+        std::lock_guard lk(mu);
+        changes.push_back(c);
+        messages.emplace_back(c.message);
+    };
+    processor_config cfg;
+    cfg.endpoint = url;
+    cfg.batch.batch_size = 10;
+    cfg.health.probe_initial = 50ms;
+    cfg.health.probe_max = 200ms;
+    batch_event_processor p(cfg, hooks);
+    event_builder b(test::make_context(url));
+    for (int i = 0; i < 100; ++i) p.process(test::make_impression(b, i));
+    REQUIRE(test::wait_until([&] { return p.metrics().state != endpoint_state::up; }));
+    REQUIRE(test::wait_until([&] { return p.metrics().probes >= 3; }));
+    auto m = p.metrics();
+    CHECK(m.outages == 1);
+    CHECK(m.held_events + m.in_flight_events == 100);
+    CHECK(m.dropped_after_accept() == 0);  // held, not dropped
+    // Requests: the pool and the failure run before the outage was known, then one per probe.
+    CHECK(m.requests <= cfg.http.max_connections + cfg.health.failure_threshold + m.probes);
+    auto [ec, r] = test::close_and_wait(p, 300ms);
+    CHECK(ec == error::close_deadline);
+    CHECK(r.delivered == 0);
+    CHECK(r.dropped[std::size_t(drop_reason::close_deadline)] == 100);
+    CHECK(r.metrics.pending == 0);
+    CHECK(r.metrics.balanced());
+    std::lock_guard lk(mu);
+    REQUIRE(changes.size() >= 3);
+    CHECK(changes[0].from == endpoint_state::up);
+    CHECK(changes[0].to == endpoint_state::down);
+    CHECK(changes[0].failures == 3);
+    CHECK_THAT(messages[0], Catch::Contains(std::to_string(port)));
+    CHECK(changes[1].to == endpoint_state::probing);
+    CHECK(changes[2].to == endpoint_state::down);
 }
 
 TEST_CASE("the processor runs on a user's io_context and reuses connections",

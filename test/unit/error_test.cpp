@@ -29,14 +29,14 @@ TEST_CASE("every error code has its own message", "[unit][error]") {
     std::set<std::string> messages;
     const auto& cat = error_category();
     CHECK(std::string(cat.name()) == "evdispatch");
-    for (int v = static_cast<int>(error::invalid_config); v <= static_cast<int>(error::invalid_input);
+    for (int v = static_cast<int>(error::invalid_config); v <= static_cast<int>(error::expired);
          ++v) {
         const auto m = cat.message(v);
         CHECK(m != "unknown evdispatch error");
         messages.insert(m);
     }
     CHECK(messages.size() ==
-          static_cast<std::size_t>(error::invalid_input) - static_cast<std::size_t>(error::invalid_config) + 1);
+          static_cast<std::size_t>(error::expired) - static_cast<std::size_t>(error::invalid_config) + 1);
     CHECK(cat.message(0) == "unknown evdispatch error");  // 0 is success, never an evdispatch error
 }
 
@@ -58,6 +58,7 @@ TEST_CASE("failures map to drop reasons", "[unit][error]") {
         {make_error_code(error::tls_verify_failed), drop_reason::tls_verify_failed},
         {make_error_code(error::close_deadline), drop_reason::close_deadline},
         {make_error_code(error::backlog_full), drop_reason::backlog_full},
+        {make_error_code(error::expired), drop_reason::expired},
         {make_error_code(error::dispatcher_failed), drop_reason::dispatcher_failed},
         {boost::asio::error::connection_refused, drop_reason::connect_failed},
         {boost::asio::error::host_unreachable, drop_reason::connect_failed},

@@ -45,6 +45,7 @@ pipeline_config base_config() {
     c.retry.max_retry_time = 60s;
     c.backlog_max_bytes = 1024 * 1024;
     c.max_in_flight = 2;
+    c.health.failure_threshold = 0;  // the retry policy alone; health tests turn it on
     c.report_results = true;
     c.logging = true;
     return c;
@@ -142,13 +143,24 @@ struct harness {
         answer(index, make_error_code(error::http_status), 503, {}, jitter);
     }
 
+    // Moves the clock on by `d`, firing the timer at each time it was armed for on the way.
     void advance(clock::duration d) {
-        now += d;
-        if (timer && *timer <= now) {
+        const auto target = now + d;
+        while (timer && *timer <= target) {
+            now = std::max(now, *timer);
             timer.reset();
             p.on_tick(now);
             collect();
         }
+        now = target;
+    }
+    // Moves the clock on 1 ms at a time until something is sent; returns the time it took.
+    clock::duration until_next_send(clock::duration limit = 60s) {
+        const auto start = now;
+        const auto sends = all_sends.size();
+        while (all_sends.size() == sends && now - start < limit) advance(1ms);
+        REQUIRE(all_sends.size() > sends);
+        return now - start;
     }
     void flush(std::uint64_t id) {
         p.begin_flush(id, pushed, now);
@@ -460,4 +472,255 @@ TEST_CASE("pipeline: logging and reporting cost nothing when off", "[unit][pipel
     CHECK(h.reports.empty());
     CHECK(h.logs == 0);
     CHECK(h.dropped(drop_reason::rejected_4xx) == 3);
+}
+
+// ---- endpoint health ----------------------------------------------------------------------
+
+namespace {
+
+pipeline_config health_config_for_tests() {
+    auto c = base_config();
+    c.health.failure_threshold = 3;
+    c.health.probe_initial = 250ms;
+    c.health.probe_max = 2s;
+    c.max_in_flight = 4;
+    return c;
+}
+
+struct failure_kind {
+    const char* name;
+    error_code ec;
+    unsigned status;
+};
+
+}  // namespace
+
+TEST_CASE("pipeline health: every endpoint-level failure kind counts toward down",
+          "[unit][pipeline][health]") {
+    const failure_kind k = GENERATE(values<failure_kind>({
+        {"refused", make_error_code(error::connect_failed), 0},
+        {"resolve", make_error_code(error::resolve_failed), 0},
+        {"connect timeout", make_error_code(error::connect_timeout), 0},
+        {"request timeout", make_error_code(error::request_timeout), 0},
+        {"reset", make_error_code(error::connection_lost), 0},
+        {"bad response", make_error_code(error::bad_response), 0},
+        {"tls handshake", make_error_code(error::tls_handshake_failed), 0},
+        {"500", make_error_code(error::http_status), 500},
+        {"503", make_error_code(error::http_status), 503},
+        {"429", make_error_code(error::http_status), 429},
+        {"408", make_error_code(error::http_status), 408},
+    }));
+    CAPTURE(k.name);
+    harness h(health_config_for_tests());
+    h.events(12);  // 4 batches in flight
+    REQUIRE(h.in_flight.size() == 4);
+    h.answer(0, k.ec, k.status);
+    h.answer(0, k.ec, k.status);
+    CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::up);
+    h.answer(0, k.ec, k.status);  // the third in a row
+    CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::down);
+    CHECK(h.p.counters().outages == 1);
+    CHECK(h.p.counters().held_events == 9);  // the two waiting to retry and the third
+    h.answer(0, k.ec, k.status);             // the last one in flight joins them
+    CHECK(h.p.counters().held_events == 12);
+    CHECK(h.p.counters().retry_events == 0);
+    CHECK(h.p.counters().dropped_total() == 0);
+    CHECK(h.p.counters().endpoints_down == 1);
+    CHECK(h.p.counters().worst_state == std::uint64_t(endpoint_state::down));
+}
+
+TEST_CASE("pipeline health: answers that concern the batch do not make it down",
+          "[unit][pipeline][health]") {
+    const failure_kind k = GENERATE(values<failure_kind>({
+        {"400", make_error_code(error::http_status), 400},
+        {"413", make_error_code(error::http_status), 413},
+        {"tls verify", make_error_code(error::tls_verify_failed), 0},
+        {"custom dispatcher", make_error_code(error::dispatcher_failed), 0},
+    }));
+    CAPTURE(k.name);
+    auto cfg = health_config_for_tests();
+    cfg.retry.max_attempts = 1;
+    harness h(cfg);
+    h.events(12);
+    for (int i = 0; i < 4; ++i) h.answer(0, k.ec, k.status);
+    CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::up);
+    CHECK(h.p.counters().outages == 0);
+    CHECK(h.p.counters().dropped_total() == 12);
+}
+
+TEST_CASE("pipeline health: a 4xx answer breaks a run of failures", "[unit][pipeline][health]") {
+    harness h(health_config_for_tests());
+    h.events(12);
+    h.fail_503();
+    h.fail_503();
+    h.answer(0, make_error_code(error::http_status), 400);  // the endpoint answered
+    h.fail_503();
+    CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::up);
+}
+
+TEST_CASE("pipeline health: one probe at a time on an exponential, jittered, capped schedule",
+          "[unit][pipeline][health]") {
+    harness h(health_config_for_tests());
+    h.events(12);
+    for (int i = 0; i < 4; ++i) h.answer(0, make_error_code(error::connect_failed), 0, {}, 1.0);
+    REQUIRE(h.p.state_of(h.ctx->endpoint) == endpoint_state::down);
+    // Jitter 1.0: the whole step. The first probe 250 ms after the outage began.
+    std::vector<clock::duration> waits;
+    for (int probe = 0; probe < 6; ++probe) {
+        waits.push_back(h.until_next_send());
+        REQUIRE(h.in_flight.size() == 1);  // exactly one probe
+        CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::probing);
+        CHECK(h.in_flight[0].id == 1);     // the oldest held batch
+        h.answer(0, make_error_code(error::connect_failed), 0, {}, 1.0);
+        CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::down);
+    }
+    const std::vector<clock::duration> expected = {250ms, 500ms, 1000ms, 2000ms, 2000ms, 2000ms};
+    CHECK(waits == expected);
+    CHECK(h.p.counters().probes == 6);
+    // Half the step with jitter 0.
+    h.until_next_send();
+    h.answer(0, make_error_code(error::connect_failed), 0, {}, 0.0);
+    CHECK(h.until_next_send() == 1000ms);
+}
+
+TEST_CASE("pipeline health: outage attempts do not use up a batch's attempts",
+          "[unit][pipeline][health]") {
+    auto cfg = health_config_for_tests();
+    cfg.retry.max_attempts = 2;
+    cfg.retry.max_retry_time = 1s;
+    harness h(cfg);
+    h.events(12);
+    for (int i = 0; i < 4; ++i) h.answer(0, make_error_code(error::connect_failed));
+    // Twenty failed probes over much more than max_retry_time: nothing is given up.
+    for (int probe = 0; probe < 20; ++probe) {
+        h.until_next_send();
+        REQUIRE(h.in_flight.size() == 1);
+        h.answer(0, make_error_code(error::connect_failed));
+    }
+    CHECK(h.p.counters().dropped_total() == 0);
+    CHECK(h.p.counters().held_events == 12);
+    // The endpoint comes back: the probe is delivered, the rest go at once, oldest first.
+    h.until_next_send();
+    REQUIRE(h.in_flight.size() == 1);
+    CHECK(h.in_flight[0].id == 1);
+    h.ok();
+    CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::up);
+    REQUIRE(h.in_flight.size() == 3);  // the whole pool
+    CHECK(h.in_flight[0].id == 2);
+    CHECK(h.in_flight[1].id == 3);
+    CHECK(h.in_flight[2].id == 4);
+    while (!h.in_flight.empty()) h.ok();
+    CHECK(h.p.counters().delivered == 12);
+    CHECK(h.p.counters().endpoints_down == 0);
+    CHECK(h.p.counters().outage_ms > 0);
+    // Reported attempts are the requests made, probes included.
+    std::uint64_t max_attempts = 0;
+    for (auto& r : h.reports) max_attempts = std::max<std::uint64_t>(max_attempts, r.attempts);
+    CHECK(max_attempts == 22);
+}
+
+TEST_CASE("pipeline health: new batches for a down endpoint are held, not sent",
+          "[unit][pipeline][health]") {
+    harness h(health_config_for_tests());
+    h.events(12);
+    for (int i = 0; i < 4; ++i) h.answer(0, make_error_code(error::connect_failed));
+    const auto sends = h.all_sends.size();
+    h.events(30);
+    CHECK(h.all_sends.size() == sends);
+    CHECK(h.p.counters().held_events == 42);
+    CHECK(h.p.counters().queued_events == 0);
+}
+
+TEST_CASE("pipeline health: a 429 with Retry-After pauses the endpoint for that long",
+          "[unit][pipeline][health]") {
+    harness h(health_config_for_tests());
+    h.events(6);  // two batches in flight
+    h.answer(0, make_error_code(error::http_status), 429, 3000ms);
+    CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::down);  // at once, not after 3
+    REQUIRE(h.timer);
+    CHECK(*h.timer == h.now + 3000ms);
+    h.ok();  // the other batch was still in flight and is delivered: the endpoint is up
+    CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::up);
+    h.events(3);
+    REQUIRE(h.in_flight.size() == 2);  // the held one goes again with the new one
+}
+
+TEST_CASE("pipeline health: no request before Retry-After passes", "[unit][pipeline][health]") {
+    auto cfg = health_config_for_tests();
+    cfg.max_in_flight = 1;
+    harness h(cfg);
+    h.events(9);
+    h.answer(0, make_error_code(error::http_status), 429, 2000ms);
+    const auto sends = h.all_sends.size();
+    h.events(3);
+    h.advance(1999ms);
+    CHECK(h.all_sends.size() == sends);
+    h.advance(1ms);
+    CHECK(h.all_sends.size() == sends + 1);
+    CHECK(h.in_flight[0].id == 1);
+}
+
+TEST_CASE("pipeline health: one endpoint down does not hold another", "[unit][pipeline][health]") {
+    harness h(health_config_for_tests());
+    const auto a = make_ctx("http://a/v1/events");
+    const auto b = make_ctx("http://b/v1/events");
+    h.ctx = a;
+    h.events(9);
+    for (int i = 0; i < 3; ++i) h.answer(0, make_error_code(error::connect_failed));
+    REQUIRE(h.p.state_of(a->endpoint) == endpoint_state::down);
+    h.ctx = b;
+    h.events(6);
+    CHECK(h.in_flight.size() == 2);
+    h.ok();
+    h.ok();
+    CHECK(h.p.counters().delivered == 6);
+    CHECK(h.p.state_of(b->endpoint) == endpoint_state::up);
+    CHECK(h.p.counters().held_events == 9);
+}
+
+TEST_CASE("pipeline health: held batches count toward the memory room", "[unit][pipeline][health]") {
+    auto cfg = health_config_for_tests();
+    cfg.batch.max_batch_bytes = 2048;
+    cfg.backlog_max_bytes = 7000;
+    harness h(cfg);
+    h.events(12, 400);
+    for (int i = 0; i < 4; ++i) h.answer(0, make_error_code(error::connect_failed));
+    CHECK(h.p.counters().held_bytes > 5000);
+    CHECK_FALSE(h.p.has_room());  // ~5.5 KB held + a full batch > 7000
+    h.p.pause_drain();
+    h.until_next_send();  // a probe succeeds: everything goes, room again
+    h.ok();
+    CHECK(h.p.has_room());
+    CHECK(h.resumes == 1);
+}
+
+TEST_CASE("pipeline health: batches older than max_age are dropped as expired",
+          "[unit][pipeline][health]") {
+    auto cfg = health_config_for_tests();
+    cfg.health.max_age = 10s;
+    harness h(cfg);
+    h.events(12);
+    for (int i = 0; i < 4; ++i) h.answer(0, make_error_code(error::connect_failed));
+    h.advance(5s);
+    if (!h.in_flight.empty()) h.answer(0, make_error_code(error::connect_failed));
+    h.events(3);  // closed 5 s later
+    while (h.now < clock::time_point{} + 1000h + 10s) {
+        h.advance(std::min<clock::duration>(*h.timer - h.now, 10s));
+        if (!h.in_flight.empty()) h.answer(0, make_error_code(error::connect_failed));
+    }
+    CHECK(h.dropped(drop_reason::expired) == 12);
+    CHECK(h.p.counters().held_events + h.p.counters().in_flight_events == 3);
+}
+
+TEST_CASE("pipeline health: close during an outage ends at the deadline", "[unit][pipeline][health]") {
+    harness h(health_config_for_tests());
+    h.events(12);
+    for (int i = 0; i < 4; ++i) h.answer(0, make_error_code(error::connect_failed));
+    h.close(1s);
+    h.advance(250ms);  // a probe goes out
+    CHECK_FALSE(h.closed_with_deadline);
+    h.advance(750ms);
+    REQUIRE(h.closed_with_deadline);
+    CHECK(*h.closed_with_deadline);
+    CHECK(h.dropped(drop_reason::close_deadline) == 12);
 }

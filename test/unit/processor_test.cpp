@@ -493,6 +493,7 @@ TEST_CASE("failed attempts are retried with the same body until delivered", "[un
     };
     auto cfg = small_config();
     cfg.retry.base_backoff = 5ms;
+    cfg.health.failure_threshold = 0;  // the retry policy alone (health: pipeline_core_test)
     batch_event_processor p(cfg, hooks);
     event_builder b(test::make_context(cfg.endpoint));
     for (int i = 0; i < 30; ++i) p.process(test::make_impression(b, i));
@@ -551,6 +552,7 @@ TEST_CASE("retries give up with the reason of the last failure", "[unit][retry]"
     auto cfg = small_config();
     cfg.retry.max_attempts = 3;
     cfg.retry.base_backoff = 1ms;
+    cfg.health.failure_threshold = 0;  // the retry policy alone
     std::atomic<unsigned> last_attempts{0};
     processor_hooks hooks;
     hooks.dispatcher = d;
