@@ -152,7 +152,7 @@ private:
     struct parser;
 
     template <class T>
-    using by_key = std::unordered_map<std::string, T, detail::string_hash, std::equal_to<>>;
+    using by_key = std::unordered_map<std::string, T, string_hash, std::equal_to<>>;
 
     context_ptr ctx_;
     std::string version_;

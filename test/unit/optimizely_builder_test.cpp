@@ -623,6 +623,28 @@ TEST_CASE("timestamp is the system clock in epoch ms; uuid is a random v4", "[un
     CHECK(seen.size() == 20000);
 }
 
+TEST_CASE("random_uuid and append_random_uuid: v4 text from the per-thread generator",
+          "[unit][optimizely]") {
+    std::set<std::string> seen;
+    for (int i = 0; i < 1000; ++i) {
+        std::string s = "x";
+        append_random_uuid(s);
+        REQUIRE(s.size() == 37);
+        seen.insert(s.substr(1));
+        const std::string u = random_uuid();
+        REQUIRE(u.size() == 36);
+        CHECK(u[8] == '-');
+        CHECK(u[13] == '-');
+        CHECK(u[14] == '4');
+        CHECK(u[18] == '-');
+        CHECK(std::string_view("89ab").find(u[19]) != std::string_view::npos);
+        CHECK(u[23] == '-');
+        CHECK(u.find_first_not_of("0123456789abcdef-") == std::string::npos);
+        seen.insert(u);
+    }
+    CHECK(seen.size() == 2000);
+}
+
 TEST_CASE("the low level keeps working and applies the same attribute and id rules",
           "[unit][optimizely]") {
     auto b = fixed_builder(true);

@@ -294,5 +294,18 @@ TEST_CASE("a builder from a datafile: ids by key, unknown event key refused",
     CHECK(bare.make_conversion("u", {}, "test_event", nullptr, ec) == nullptr);
     CHECK(ec == make_error_code(error::unknown_event_key));
 
-    CHECK_THROWS_AS(event_builder(std::shared_ptr<const project_config>()), std::invalid_argument);
+    try {
+        event_builder{std::shared_ptr<const project_config>()};
+        FAIL("expected an error");
+    } catch (const boost::system::system_error& e) {
+        CHECK(e.code() == make_error_code(error::invalid_config));
+        CHECK_THAT(std::string(e.what()), Catch::Contains("project_config is null"));
+    }
+    try {
+        event_builder{context_ptr()};
+        FAIL("expected an error");
+    } catch (const boost::system::system_error& e) {
+        CHECK(e.code() == make_error_code(error::invalid_config));
+        CHECK_THAT(std::string(e.what()), Catch::Contains("context is null"));
+    }
 }
