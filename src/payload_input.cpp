@@ -451,14 +451,8 @@ std::vector<log_event> group_payload_events(const std::vector<payload_entry>& ev
     b.flush(closed);
     std::vector<log_event> out;
     out.reserve(closed.size());
-    for (auto& c : closed) {
-        log_event le;
-        le.url = c.context->endpoint;
-        le.body = std::move(c.body);
-        le.event_count = c.events;
-        le.context = std::move(c.context);
-        out.push_back(std::move(le));
-    }
+    for (auto& c : closed)
+        out.push_back(make_log_event(c));
     return out;
 }
 

@@ -48,11 +48,7 @@ void pipeline::hand_on_closed(clock::time_point now) {
 // A batch is sealed here: its body becomes the request that every attempt sends.
 void pipeline::enqueue(closed_batch&& b, clock::time_point now) {
     ++ctr_.batches_sent;
-    auto req = std::make_shared<log_event>();
-    req->url = b.context->endpoint;
-    req->body = std::move(b.body);
-    req->event_count = b.events;
-    req->context = std::move(b.context);
+    auto req = std::make_shared<log_event>(make_log_event(b));
     batch_record rec{b.id, std::move(req), std::move(b.created)};
     if (deadline_passed_) {
         give_up(std::move(rec), drop_reason::close_deadline,
