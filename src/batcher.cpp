@@ -23,6 +23,15 @@ void write_envelope_prefix(std::string& out, const event_context& ctx) {
     out += ",\"enrich_decisions\":true,\"visitors\":[";
 }
 
+log_event make_log_event(closed_batch& b) {
+    log_event le;
+    le.url = b.context->endpoint;
+    le.body = std::move(b.body);
+    le.event_count = b.events;
+    le.context = std::move(b.context);
+    return le;
+}
+
 batcher::batcher(const batch_config& cfg) : cfg_(cfg) {
     if (cfg.batch_size == 0) throw std::invalid_argument("batch.batch_size must be at least 1");
     if (cfg.flush_interval.count() <= 0)

@@ -6,6 +6,7 @@
 
 #include <evdispatch/config.hpp>
 #include <evdispatch/event.hpp>
+#include <evdispatch/log_event.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -30,6 +31,11 @@ struct closed_batch {
     close_cause cause = close_cause::flush;
     std::vector<clock::time_point> created;  ///< Each event's build time (for latency).
 };
+
+/// The request of a closed batch, as every attempt sends it: a POST of the body to the
+/// context's endpoint. Moves the body and context out of `b`; its id and created times stay
+/// for accounting.
+log_event make_log_event(closed_batch& b);
 
 /// Result of batcher::add.
 enum class add_result { added, too_large };

@@ -1,267 +1,22 @@
 #include <evdispatch/event_builder.hpp>
 
 #include "json_writer.hpp"
+#include "uuid.hpp"
 
 #include <evdispatch/error.hpp>
 #include <evdispatch/project_config.hpp>
 
 #include <boost/system/system_error.hpp>
 
-#include <algorithm>
-#include <array>
 #include <charconv>
 #include <chrono>
 #include <cmath>
-#include <cstring>
-#include <random>
-#include <stdexcept>
 #include <string_view>
 #include <unordered_set>
 
 namespace evdispatch {
 
-namespace detail {
-
-// 1 for the bytes a JSON string cannot hold as they are (or that need UTF-8 validation).
-constexpr std::array<unsigned char, 256> make_needs_care() {
-    std::array<unsigned char, 256> t{};
-    for (std::size_t c = 0; c < 256; ++c)
-        t[c] = (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') ? 1 : 0;
-    return t;
-}
-inline constexpr auto needs_care = make_needs_care();
-
-// Whether `s` can be written between quotes as is: printable ASCII without '"' or '\\'.
-// Eight bytes at a time (SWAR): a byte is flagged when its high bit is set, when it is below
-// 0x20, or when it equals '"' or '\\' (the "has zero byte" trick applied to w ^ pattern).
-inline bool is_plain_ascii(std::string_view s) noexcept {
-    constexpr std::uint64_t ones = 0x0101010101010101ull;
-    constexpr std::uint64_t highs = 0x8080808080808080ull;
-    auto flagged = [](std::uint64_t w) {
-        const std::uint64_t q = w ^ (ones * '"');
-        const std::uint64_t b = w ^ (ones * '\\');
-        return (w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b)) & highs;
-    };
-    const char* p = s.data();
-    const std::size_t n = s.size();
-    if (n < 8) {
-        unsigned bad = 0;
-        for (std::size_t i = 0; i < n; ++i)
-            bad |= needs_care[static_cast<unsigned char>(p[i])];
-        return bad == 0;
-    }
-    std::uint64_t acc = 0;
-    std::uint64_t w;
-    std::size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        std::memcpy(&w, p + i, 8);
-        acc |= flagged(w);
-    }
-    if (i < n) {  // the last 8 bytes, overlapping bytes already checked (no partial load)
-        std::memcpy(&w, p + n - 8, 8);
-        acc |= flagged(w);
-    }
-    return acc == 0;
-}
-
-// Writes JSON into a std::string through a raw cursor: one capacity check per piece and
-// literals copied with compile-time sizes, instead of std::string's bookkeeping on every
-// append. The string is sized to its capacity while writing; finish() trims it.
-class json_sink {
-public:
-    json_sink(std::string& s, std::size_t expected) : s_(s) {
-        const std::size_t used = s_.size();
-        s_.resize(used + expected);
-        p_ = s_.data() + used;
-        end_ = s_.data() + s_.size();
-    }
-    json_sink(const json_sink&) = delete;
-    json_sink& operator=(const json_sink&) = delete;
-
-    /// A literal (JSON text) without its terminating NUL.
-    template <std::size_t N>
-    void lit(const char (&x)[N]) {
-        need(N - 1);
-        std::memcpy(p_, x, N - 1);
-        p_ += N - 1;
-    }
-    void ch(char c) {
-        need(1);
-        *p_++ = c;
-    }
-    /// A JSON string: plain ASCII copied; anything else escaped, invalid UTF-8 replaced by
-    /// U+FFFD (detail::append_json_string).
-    void str(std::string_view v) {
-        if (!is_plain_ascii(v)) [[unlikely]] {
-            str_escaped(v);
-            return;
-        }
-        need(v.size() + 2);
-        *p_++ = '"';
-        if (!v.empty())
-            std::memcpy(p_, v.data(), v.size());
-        p_ += v.size();
-        *p_++ = '"';
-    }
-    void boolean(bool b) {
-        if (b)
-            lit("true");
-        else
-            lit("false");
-    }
-    void i64(std::int64_t v) {
-        need(24);
-        p_ = std::to_chars(p_, p_ + 24, v).ptr;
-    }
-    /// A double as detail::append_json_double writes it: non-finite -> null; the shortest
-    /// form that reads back exactly, with `.0` added when it has no fraction or exponent.
-    void dbl(double v) {
-        if (!std::isfinite(v)) {
-            lit("null");
-            return;
-        }
-        need(40);
-        char* const start = p_;
-        p_ = std::to_chars(p_, p_ + 38, v).ptr;
-        if (std::string_view(start, static_cast<std::size_t>(p_ - start)).find_first_of(".eE") ==
-            std::string_view::npos) {
-            *p_++ = '.';
-            *p_++ = '0';
-        }
-    }
-    /// Text copied as is (the caller vouches that it is valid JSON).
-    void raw(std::string_view v) {
-        need(v.size());
-        if (!v.empty())
-            std::memcpy(p_, v.data(), v.size());
-        p_ += v.size();
-    }
-    /// A random v4 uuid between quotes.
-    void random_uuid_string();
-
-    /// Trims the string to what was written. Call once, at the end.
-    void finish() { s_.resize(static_cast<std::size_t>(p_ - s_.data())); }
-
-private:
-    [[gnu::noinline]] void str_escaped(std::string_view v) {
-        through_string([&](std::string& s) { append_json_string(s, v); });
-    }
-    void need(std::size_t n) {
-        if (static_cast<std::size_t>(end_ - p_) < n)
-            grow(n);
-    }
-    void grow(std::size_t n) {
-        const auto used = static_cast<std::size_t>(p_ - s_.data());
-        s_.resize(std::max(2 * s_.size(), used + n + 256));
-        p_ = s_.data() + used;
-        end_ = s_.data() + s_.size();
-    }
-    // Runs a std::string writer at the cursor (rare paths: escapes, doubles).
-    template <class F>
-    void through_string(F&& f) {
-        s_.resize(static_cast<std::size_t>(p_ - s_.data()));
-        f(s_);
-        const std::size_t used = s_.size();
-        s_.resize(std::max(s_.capacity(), used + 256));
-        p_ = s_.data() + used;
-        end_ = s_.data() + s_.size();
-    }
-
-    std::string& s_;
-    char* p_;
-    char* end_;
-};
-
-}  // namespace detail
-
 using detail::json_sink;
-
-namespace {
-
-// xoshiro256** seeded per thread from std::random_device: no shared state, no locks.
-struct uuid_rng {
-    std::uint64_t s[4];
-    uuid_rng() {
-        std::random_device rd;
-        for (auto& v : s)
-            v = (std::uint64_t{rd()} << 32) ^ rd();
-        if ((s[0] | s[1] | s[2] | s[3]) == 0)
-            s[0] = 0x9E3779B97F4A7C15ull;
-    }
-    static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-    std::uint64_t next() {
-        const std::uint64_t result = rotl(s[1] * 5, 7) * 9;
-        const std::uint64_t t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = rotl(s[3], 45);
-        return result;
-    }
-};
-
-thread_local uuid_rng tl_rng;
-
-constexpr std::array<char, 512> make_hex_pairs() {
-    constexpr char hex[] = "0123456789abcdef";
-    std::array<char, 512> t{};
-    for (std::size_t i = 0; i < 256; ++i) {
-        t[2 * i] = hex[i >> 4];
-        t[2 * i + 1] = hex[i & 0xF];
-    }
-    return t;
-}
-constexpr auto hex_pairs = make_hex_pairs();
-
-void put_hex64(char* p, std::uint64_t w) {
-    for (int i = 0; i < 8; ++i)
-        std::memcpy(p + 2 * i, &hex_pairs[2 * ((w >> (56 - 8 * i)) & 0xFF)], 2);
-}
-
-// 36 chars: 8-4-4-4-12 lowercase hex, version 4, variant 10.
-void write_random_uuid(char* buf) {
-    std::uint64_t hi = tl_rng.next();
-    std::uint64_t lo = tl_rng.next();
-    hi = (hi & 0xFFFFFFFFFFFF0FFFull) | 0x0000000000004000ull;  // version 4
-    lo = (lo & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull;  // variant 10
-    char h[32];
-    put_hex64(h, hi);
-    put_hex64(h + 16, lo);
-    std::memcpy(buf, h, 8);
-    buf[8] = '-';
-    std::memcpy(buf + 9, h + 8, 4);
-    buf[13] = '-';
-    std::memcpy(buf + 14, h + 12, 4);
-    buf[18] = '-';
-    std::memcpy(buf + 19, h + 16, 4);
-    buf[23] = '-';
-    std::memcpy(buf + 24, h + 20, 12);
-}
-
-}  // namespace
-
-void detail::json_sink::random_uuid_string() {
-    need(38);
-    *p_++ = '"';
-    write_random_uuid(p_);
-    p_ += 36;
-    *p_++ = '"';
-}
-
-void append_random_uuid(std::string& out) {
-    char buf[36];
-    write_random_uuid(buf);
-    out.append(buf, 36);
-}
-
-std::string random_uuid() {
-    std::string s;
-    s.reserve(36);
-    append_random_uuid(s);
-    return s;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Rules of the wire format (docs/optimizely.md), each a small pure function.
@@ -451,39 +206,6 @@ std::int64_t system_epoch_ms() {
         .count();
 }
 
-// The decision of an impression, ids normalised: campaign_id is the layer id if non-empty,
-// else the experiment id (possibly empty); a variation id that is not all digits is null.
-void write_decision(json_sink& w, std::string_view campaign_id, std::string_view experiment_id,
-                    std::string_view variation_id, std::string_view flag_key,
-                    std::string_view rule_key, std::string_view rule_type,
-                    std::string_view variation_key, bool enabled,
-                    const std::optional<std::string>& cmab_uuid) {
-    w.lit("\"decisions\":[{\"campaign_id\":");
-    w.str(campaign_id);
-    w.lit(",\"experiment_id\":");
-    w.str(experiment_id);
-    w.lit(",\"variation_id\":");
-    if (is_valid_variation_id(variation_id))
-        w.str(variation_id);
-    else
-        w.lit("null");
-    w.lit(",\"metadata\":{\"flag_key\":");
-    w.str(flag_key);
-    w.lit(",\"rule_key\":");
-    w.str(rule_key);
-    w.lit(",\"rule_type\":");
-    w.str(rule_type);
-    w.lit(",\"variation_key\":");
-    w.str(variation_key);
-    w.lit(",\"enabled\":");
-    w.boolean(enabled);
-    if (cmab_uuid) {
-        w.lit(",\"cmab_uuid\":");
-        w.str(*cmab_uuid);
-    }
-    w.lit("}}],");
-}
-
 }  // namespace
 
 bool is_sendable_attribute(const value& v) noexcept {
@@ -534,28 +256,42 @@ std::optional<double> lift_value(const event_tags& tags) noexcept {
     }
 }
 
+namespace {
+
 // ---------------------------------------------------------------------------------------------
-// The builder
+// The visitor JSON, piece by piece. An event's visitor is
+//   {"visitor_id":...,"attributes":[...],"snapshots":[{["decisions":[...],]
+//    "events":[{"entity_id":...,"key":...,"timestamp":...,"uuid":...[,revenue,value,tags]}]}]}
 // ---------------------------------------------------------------------------------------------
 
-event_builder::event_builder(context_ptr ctx, std::optional<bool> bot_filtering,
-                             std::shared_ptr<const attribute_id_map> attribute_ids)
-    : ctx_(std::move(ctx))
-    , bot_filtering_(bot_filtering)
-    , attribute_ids_(std::move(attribute_ids)) {}
+// What an impression writes: its decision (a variation id that is not all digits is written
+// as null), then the event "campaign_activated" of its campaign.
+struct impression_event {
+    std::string_view campaign_id;
+    std::string_view experiment_id;
+    std::string_view variation_id;
+    std::string_view variation_key;
+    std::string_view flag_key;
+    std::string_view rule_key;
+    std::string_view rule_type;
+    bool enabled;
+    const std::optional<std::string>& cmab_uuid;
+};
 
-event_builder::event_builder(std::shared_ptr<const project_config> config)
-    : config_(std::move(config)) {
-    if (!config_)
-        throw std::invalid_argument("event_builder: the project_config is null");
-    ctx_ = config_->context();
-    bot_filtering_ = config_->bot_filtering();
-    attribute_ids_ = config_->attribute_ids();
-}
+// What a conversion writes after its event head.
+struct conversion_event {
+    std::string_view event_id;
+    std::string_view event_key;
+    std::optional<std::int64_t> revenue;
+    std::optional<double> value;  // written only when finite
+    const event_tags* tags;       // the caller's tags (null: none) ...
+    std::string_view tags_json;   // ... or tags already serialised ("": none)
+};
 
 // Bytes the attributes will take (a guess that avoids growing the buffer in the common case).
-std::size_t event_builder::estimate_attributes(const user_attributes& attrs) const noexcept {
-    std::size_t n = bot_filtering_ ? 96 : 0;
+std::size_t estimate_attributes(const user_attributes& attrs,
+                                const std::optional<bool>& bot_filtering) noexcept {
+    std::size_t n = bot_filtering ? 96 : 0;
     for (const auto& [key, v] : attrs) {
         const std::string* s = v.if_string();
         n += 64 + 2 * key.size() + (s ? s->size() : 24);
@@ -563,12 +299,12 @@ std::size_t event_builder::estimate_attributes(const user_attributes& attrs) con
     return n;
 }
 
-void event_builder::write_bot_filtering(json_sink& w, bool first) const {
-    if (!bot_filtering_)
+void write_bot_filtering(json_sink& w, const std::optional<bool>& bot_filtering, bool first) {
+    if (!bot_filtering)
         return;
     if (!first)
         w.ch(',');
-    if (*bot_filtering_)
+    if (*bot_filtering)
         w.lit(
             "{\"entity_id\":\"$opt_bot_filtering\",\"key\":\"$opt_bot_filtering\","
             "\"type\":\"custom\",\"value\":true}");
@@ -578,8 +314,9 @@ void event_builder::write_bot_filtering(json_sink& w, bool first) const {
             "\"type\":\"custom\",\"value\":false}");
 }
 
-void event_builder::write_visitor_head(json_sink& w, std::string_view user_id,
-                                       const std::vector<attribute>& attrs) const {
+// Low level: the attributes are already resolved; only unsendable numbers are skipped.
+void write_visitor_head(json_sink& w, std::string_view user_id, const std::vector<attribute>& attrs,
+                        const std::optional<bool>& bot_filtering, const attribute_id_map*) {
     w.lit("{\"visitor_id\":");
     w.str(user_id);
     w.lit(",\"attributes\":[");
@@ -592,12 +329,15 @@ void event_builder::write_visitor_head(json_sink& w, std::string_view user_id,
         write_attribute_value(w, a.value);
         w.ch('}');
     }
-    write_bot_filtering(w, first);
+    write_bot_filtering(w, bot_filtering, first);
     w.lit("],\"snapshots\":[{");
 }
 
-void event_builder::write_visitor_head(json_sink& w, std::string_view user_id,
-                                       const user_attributes& attrs) const {
+// User level: every attribute rule applied (first occurrence of a key, sendable values, ids
+// from the datafile or `$opt_` keys, one bot-filtering attribute).
+void write_visitor_head(json_sink& w, std::string_view user_id, const user_attributes& attrs,
+                        const std::optional<bool>& bot_filtering,
+                        const attribute_id_map* attribute_ids) {
     w.lit("{\"visitor_id\":");
     w.str(user_id);
     w.lit(",\"attributes\":[");
@@ -610,13 +350,13 @@ void event_builder::write_visitor_head(json_sink& w, std::string_view user_id,
         if (!is_sendable_attribute(v))
             continue;
         // The builder sends its own bot-filtering attribute; a caller's copy would repeat it.
-        if (bot_filtering_ && key == bot_filtering_key)
+        if (bot_filtering && key == bot_filtering_key)
             continue;
         std::string_view entity_id;
         const std::string* id = nullptr;
-        if (attribute_ids_) {
-            const auto it = attribute_ids_->find(key);
-            if (it != attribute_ids_->end())
+        if (attribute_ids) {
+            const auto it = attribute_ids->find(key);
+            if (it != attribute_ids->end())
                 id = &it->second;
         }
         if (id) {
@@ -631,84 +371,171 @@ void event_builder::write_visitor_head(json_sink& w, std::string_view user_id,
         write_value(w, v, 0);
         w.ch('}');
     }
-    write_bot_filtering(w, first);
+    write_bot_filtering(w, bot_filtering, first);
     w.lit("],\"snapshots\":[{");
 }
 
-void event_builder::write_event_head(json_sink& w, std::string_view entity_id,
-                                     std::string_view key) const {
+void write_event_head(json_sink& w, std::string_view entity_id, std::string_view key,
+                      const event_builder::clock_fn& clock, const event_builder::uuid_fn& uuid) {
     w.lit("\"events\":[{\"entity_id\":");
     w.str(entity_id);
     w.lit(",\"key\":");
     w.str(key);
     w.lit(",\"timestamp\":");
-    w.i64(clock_ ? clock_() : system_epoch_ms());
+    w.i64(clock ? clock() : system_epoch_ms());
     w.lit(",\"uuid\":");
-    if (uuid_)
-        w.str(uuid_());
+    if (uuid) {
+        w.str(uuid());
+    } else {
+        w.fill(detail::uuid_chars + 2, [](char* p) {
+            p[0] = '"';
+            detail::write_random_uuid(p + 1);
+            p[detail::uuid_chars + 1] = '"';
+        });
+    }
+}
+
+void write_event(json_sink& w, const impression_event& e, const event_builder::clock_fn& clock,
+                 const event_builder::uuid_fn& uuid) {
+    w.lit("\"decisions\":[{\"campaign_id\":");
+    w.str(e.campaign_id);
+    w.lit(",\"experiment_id\":");
+    w.str(e.experiment_id);
+    w.lit(",\"variation_id\":");
+    if (is_valid_variation_id(e.variation_id))
+        w.str(e.variation_id);
     else
-        w.random_uuid_string();
+        w.lit("null");
+    w.lit(",\"metadata\":{\"flag_key\":");
+    w.str(e.flag_key);
+    w.lit(",\"rule_key\":");
+    w.str(e.rule_key);
+    w.lit(",\"rule_type\":");
+    w.str(e.rule_type);
+    w.lit(",\"variation_key\":");
+    w.str(e.variation_key);
+    w.lit(",\"enabled\":");
+    w.boolean(e.enabled);
+    if (e.cmab_uuid) {
+        w.lit(",\"cmab_uuid\":");
+        w.str(*e.cmab_uuid);
+    }
+    w.lit("}}],");
+    write_event_head(w, e.campaign_id, "campaign_activated", clock, uuid);
+}
+
+void write_event(json_sink& w, const conversion_event& e, const event_builder::clock_fn& clock,
+                 const event_builder::uuid_fn& uuid) {
+    write_event_head(w, e.event_id, e.event_key, clock, uuid);
+    if (e.revenue) {
+        w.lit(",\"revenue\":");
+        w.i64(*e.revenue);
+    }
+    if (e.value && std::isfinite(*e.value)) {
+        w.lit(",\"value\":");
+        w.dbl(*e.value);
+    }
+    if (e.tags) {
+        w.lit(",\"tags\":");
+        write_object(w, *e.tags, 0);
+    } else if (!e.tags_json.empty()) {
+        w.lit(",\"tags\":");
+        w.raw(e.tags_json);
+    }
+}
+
+// A user-level conversion: revenue and value lifted from the tags, the tags sent as given.
+conversion_event conversion_from_tags(std::string_view event_key, std::string_view event_id,
+                                      const event_tags* tags) {
+    conversion_event c{.event_id = event_id, .event_key = event_key, .tags = tags};
+    if (tags) {
+        c.revenue = lift_revenue(*tags);
+        c.value = lift_value(*tags);
+    }
+    return c;
+}
+
+std::size_t estimate_conversion(const user_attributes& attrs,
+                                const std::optional<bool>& bot_filtering, std::string_view user_id,
+                                const conversion_event& c) noexcept {
+    return 224 + estimate_attributes(attrs, bot_filtering) + user_id.size() + c.event_key.size() +
+           c.event_id.size() + (c.tags ? 64 + 32 * c.tags->size() : 0);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The builder
+// ---------------------------------------------------------------------------------------------
+
+event_builder::event_builder(context_ptr ctx, std::optional<bool> bot_filtering,
+                             std::shared_ptr<const attribute_id_map> attribute_ids)
+    : ctx_(std::move(ctx))
+    , bot_filtering_(bot_filtering)
+    , attribute_ids_(std::move(attribute_ids)) {
+    if (!ctx_)
+        throw boost::system::system_error(
+            error::invalid_config,
+            "event_builder: the context is null; give the batch context of the events "
+            "(account, project, revision, client, endpoint)");
+}
+
+event_builder::event_builder(std::shared_ptr<const project_config> config)
+    : config_(std::move(config)) {
+    if (!config_)
+        throw boost::system::system_error(
+            error::invalid_config,
+            "event_builder: the project_config is null; give the result of "
+            "project_config::parse, or build from a context_ptr instead");
+    ctx_ = config_->context();
+    bot_filtering_ = config_->bot_filtering();
+    attribute_ids_ = config_->attribute_ids();
+}
+
+template <class Attributes, class Event>
+event_ptr event_builder::build(std::size_t expected_bytes, std::string_view user_id,
+                               const Attributes& attributes, const Event& event) const {
+    auto ev = std::make_shared<user_event>();
+    ev->context = ctx_;
+    {
+        json_sink w(ev->visitor_json, expected_bytes);
+        write_visitor_head(w, user_id, attributes, bot_filtering_, attribute_ids_.get());
+        write_event(w, event, clock_, uuid_);
+        w.lit("}]}]}");
+        w.finish();
+    }
+    ev->created = std::chrono::steady_clock::now();
+    return ev;
 }
 
 event_ptr event_builder::make_impression(std::string_view user_id,
                                          const user_attributes& attributes,
                                          const decision& d) const {
-    auto ev = std::make_shared<user_event>();
-    ev->context = ctx_;
-    {
-        json_sink w(ev->visitor_json,
-                    320 + estimate_attributes(attributes) + user_id.size() + d.layer_id.size() +
-                        d.experiment_id.size() * 2 + d.variation_id.size() +
-                        d.variation_key.size() + d.flag_key.size() + d.rule_key.size() +
-                        d.rule_type.size() + (d.cmab_uuid ? 16 + d.cmab_uuid->size() : 0));
-        write_visitor_head(w, user_id, attributes);
-        const std::string_view campaign_id = !d.layer_id.empty() ? d.layer_id : d.experiment_id;
-        write_decision(w, campaign_id, d.experiment_id, d.variation_id, d.flag_key, d.rule_key,
-                       d.rule_type, d.variation_key, d.enabled, d.cmab_uuid);
-        write_event_head(w, campaign_id, "campaign_activated");
-        w.lit("}]}]}");
-        w.finish();
-    }
-    ev->created = std::chrono::steady_clock::now();
-    return ev;
-}
-
-event_ptr event_builder::conversion_from_tags(std::string_view user_id,
-                                              const user_attributes& attributes,
-                                              std::string_view event_key, std::string_view event_id,
-                                              const event_tags* tags) const {
-    auto ev = std::make_shared<user_event>();
-    ev->context = ctx_;
-    {
-        json_sink w(ev->visitor_json, 224 + estimate_attributes(attributes) + user_id.size() +
-                                          event_key.size() + event_id.size() +
-                                          (tags ? 64 + 32 * tags->size() : 0));
-        write_visitor_head(w, user_id, attributes);
-        write_event_head(w, event_id, event_key);
-        if (tags) {
-            if (const auto revenue = lift_revenue(*tags)) {
-                w.lit(",\"revenue\":");
-                w.i64(*revenue);
-            }
-            if (const auto v = lift_value(*tags)) {
-                w.lit(",\"value\":");
-                w.dbl(*v);
-            }
-            w.lit(",\"tags\":");
-            write_object(w, *tags, 0);
-        }
-        w.lit("}]}]}");
-        w.finish();
-    }
-    ev->created = std::chrono::steady_clock::now();
-    return ev;
+    // campaign_id: the layer id if non-empty, else the experiment id (possibly empty).
+    const impression_event e{
+        .campaign_id = !d.layer_id.empty() ? d.layer_id : d.experiment_id,
+        .experiment_id = d.experiment_id,
+        .variation_id = d.variation_id,
+        .variation_key = d.variation_key,
+        .flag_key = d.flag_key,
+        .rule_key = d.rule_key,
+        .rule_type = d.rule_type,
+        .enabled = d.enabled,
+        .cmab_uuid = d.cmab_uuid,
+    };
+    return build(320 + estimate_attributes(attributes, bot_filtering_) + user_id.size() +
+                     d.layer_id.size() + d.experiment_id.size() * 2 + d.variation_id.size() +
+                     d.variation_key.size() + d.flag_key.size() + d.rule_key.size() +
+                     d.rule_type.size() + (d.cmab_uuid ? 16 + d.cmab_uuid->size() : 0),
+                 user_id, attributes, e);
 }
 
 event_ptr event_builder::make_conversion(std::string_view user_id,
                                          const user_attributes& attributes,
                                          const conversion& c) const {
-    return conversion_from_tags(user_id, attributes, c.event_key, c.event_id,
-                                c.tags ? &*c.tags : nullptr);
+    const auto e = conversion_from_tags(c.event_key, c.event_id, c.tags ? &*c.tags : nullptr);
+    return build(estimate_conversion(attributes, bot_filtering_, user_id, e), user_id, attributes,
+                 e);
 }
 
 event_ptr event_builder::make_conversion(std::string_view user_id,
@@ -721,7 +548,9 @@ event_ptr event_builder::make_conversion(std::string_view user_id,
         return nullptr;
     }
     ec = {};
-    return conversion_from_tags(user_id, attributes, event_key, *id, tags);
+    const auto e = conversion_from_tags(event_key, *id, tags);
+    return build(estimate_conversion(attributes, bot_filtering_, user_id, e), user_id, attributes,
+                 e);
 }
 
 event_ptr event_builder::make_conversion(std::string_view user_id,
@@ -733,54 +562,43 @@ event_ptr event_builder::make_conversion(std::string_view user_id,
         std::string what = "event key '";
         what += event_key;
         what += config_ ? "' is not in the datafile (project " + config_->project_id() +
-                              ", revision " + config_->revision() + ")"
-                        : std::string("' cannot be resolved: this builder has no datafile");
+                              ", revision " + config_->revision() +
+                              "): check the key, or use a datafile revision that defines it"
+                        : std::string(
+                              "' cannot be resolved: this builder has no datafile; make "
+                              "it from a project_config, or give the event id in a "
+                              "conversion");
         throw boost::system::system_error(ec, what);
     }
     return ev;
 }
 
 event_ptr event_builder::make_impression(const impression_input& in) const {
-    auto ev = std::make_shared<user_event>();
-    ev->context = ctx_;
-    {
-        json_sink w(ev->visitor_json, 384 + 96 * in.attributes.size() + in.user_id.size());
-        write_visitor_head(w, in.user_id, in.attributes);
-        write_decision(w, in.campaign_id, in.experiment_id, in.variation_id, in.flag_key,
-                       in.rule_key, in.rule_type, in.variation_key, in.enabled, in.cmab_uuid);
-        write_event_head(w, in.campaign_id, "campaign_activated");
-        w.lit("}]}]}");
-        w.finish();
-    }
-    ev->created = std::chrono::steady_clock::now();
-    return ev;
+    const impression_event e{
+        .campaign_id = in.campaign_id,
+        .experiment_id = in.experiment_id,
+        .variation_id = in.variation_id,
+        .variation_key = in.variation_key,
+        .flag_key = in.flag_key,
+        .rule_key = in.rule_key,
+        .rule_type = in.rule_type,
+        .enabled = in.enabled,
+        .cmab_uuid = in.cmab_uuid,
+    };
+    return build(384 + 96 * in.attributes.size() + in.user_id.size(), in.user_id, in.attributes, e);
 }
 
 event_ptr event_builder::make_conversion(const conversion_input& in) const {
-    auto ev = std::make_shared<user_event>();
-    ev->context = ctx_;
-    {
-        json_sink w(ev->visitor_json,
-                    320 + 96 * in.attributes.size() + in.user_id.size() + in.tags_json.size());
-        write_visitor_head(w, in.user_id, in.attributes);
-        write_event_head(w, in.event_id, in.event_key);
-        if (in.revenue) {
-            w.lit(",\"revenue\":");
-            w.i64(*in.revenue);
-        }
-        if (in.value && std::isfinite(*in.value)) {
-            w.lit(",\"value\":");
-            w.dbl(*in.value);
-        }
-        if (!in.tags_json.empty()) {
-            w.lit(",\"tags\":");
-            w.raw(in.tags_json);
-        }
-        w.lit("}]}]}");
-        w.finish();
-    }
-    ev->created = std::chrono::steady_clock::now();
-    return ev;
+    const conversion_event e{
+        .event_id = in.event_id,
+        .event_key = in.event_key,
+        .revenue = in.revenue,
+        .value = in.value,
+        .tags = nullptr,
+        .tags_json = in.tags_json,
+    };
+    return build(320 + 96 * in.attributes.size() + in.user_id.size() + in.tags_json.size(),
+                 in.user_id, in.attributes, e);
 }
 
 }  // namespace evdispatch

@@ -11,20 +11,28 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept {
     auto cont = [&](std::size_t k) {
         return (static_cast<unsigned char>(s[i + k]) & 0xC0u) == 0x80u;
     };
-    if (b0 < 0x80) return 1;
-    if (b0 >= 0xC2 && b0 <= 0xDF) return (left >= 2 && cont(1)) ? 2 : 0;
+    if (b0 < 0x80)
+        return 1;
+    if (b0 >= 0xC2 && b0 <= 0xDF)
+        return (left >= 2 && cont(1)) ? 2 : 0;
     if (b0 >= 0xE0 && b0 <= 0xEF) {
-        if (left < 3 || !cont(1) || !cont(2)) return 0;
+        if (left < 3 || !cont(1) || !cont(2))
+            return 0;
         const auto b1 = static_cast<unsigned char>(s[i + 1]);
-        if (b0 == 0xE0 && b1 < 0xA0) return 0;  // overlong
-        if (b0 == 0xED && b1 >= 0xA0) return 0;  // UTF-16 surrogate
+        if (b0 == 0xE0 && b1 < 0xA0)
+            return 0;  // overlong
+        if (b0 == 0xED && b1 >= 0xA0)
+            return 0;  // UTF-16 surrogate
         return 3;
     }
     if (b0 >= 0xF0 && b0 <= 0xF4) {
-        if (left < 4 || !cont(1) || !cont(2) || !cont(3)) return 0;
+        if (left < 4 || !cont(1) || !cont(2) || !cont(3))
+            return 0;
         const auto b1 = static_cast<unsigned char>(s[i + 1]);
-        if (b0 == 0xF0 && b1 < 0x90) return 0;  // overlong
-        if (b0 == 0xF4 && b1 >= 0x90) return 0;  // > U+10FFFF
+        if (b0 == 0xF0 && b1 < 0x90)
+            return 0;  // overlong
+        if (b0 == 0xF4 && b1 >= 0x90)
+            return 0;  // > U+10FFFF
         return 4;
     }
     return 0;
@@ -35,7 +43,8 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept {
 bool is_valid_utf8(std::string_view s) noexcept {
     for (std::size_t i = 0; i < s.size();) {
         const auto n = utf8_sequence_length(s, i);
-        if (n == 0) return false;
+        if (n == 0)
+            return false;
         i += n;
     }
     return true;
@@ -49,7 +58,7 @@ void append_json_string(std::string& out, std::string_view s) {
     auto flush = [&](std::size_t end) { out.append(s.data() + run, end - run); };
     while (i < s.size()) {
         const auto c = static_cast<unsigned char>(s[i]);
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+        if (!json_needs_care[c]) {
             ++i;
             continue;
         }
@@ -66,13 +75,27 @@ void append_json_string(std::string& out, std::string_view s) {
         }
         flush(i);
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            case '\b': out += "\\b"; break;
-            case '\f': out += "\\f"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
+            case '\b':
+                out += "\\b";
+                break;
+            case '\f':
+                out += "\\f";
+                break;
             default:
                 out += "\\u00";
                 out += hex[c >> 4];

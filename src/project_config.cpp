@@ -1,5 +1,7 @@
 #include <evdispatch/project_config.hpp>
 
+#include "json_read.hpp"
+
 #include <evdispatch/error.hpp>
 
 #include <boost/json/parse.hpp>
@@ -41,90 +43,40 @@ project_config::~project_config() = default;
 // ("experiments[2].variations[0].id") so that a bad datafile can be fixed from the message.
 struct project_config::parser {
     project_config& cfg;
+    // null reads as absent where a member is optional (a datafile's "layerId": null).
+    detail::json_reader r{{.null = detail::json_null::optional}};
+
+    using reader = detail::json_reader;
 
     [[noreturn]] static void fail(const std::string& what) {
         throw boost::system::system_error(error::invalid_datafile, "datafile: " + what);
     }
 
-    static const json::object& as_object(const json::value& v, const std::string& path) {
-        if (!v.is_object())
-            fail("'" + path + "' must be an object");
-        return v.get_object();
-    }
-
-    static const json::value* member(const json::object& o, std::string_view key) {
-        auto it = o.find(key);
-        return it == o.end() ? nullptr : &it->value();
-    }
-
-    static std::string required_string(const json::object& o, std::string_view key,
-                                       const std::string& where) {
-        const std::string path = where.empty() ? std::string(key) : where + "." + std::string(key);
-        const json::value* v = member(o, key);
-        if (!v)
-            fail("'" + path + "' is missing");
-        if (!v->is_string())
-            fail("'" + path + "' must be a string");
-        return std::string(v->get_string());
-    }
-
-    // Absent or null: `fallback`.
-    static std::string optional_string(const json::object& o, std::string_view key,
-                                       const std::string& where, std::string fallback = {}) {
-        const json::value* v = member(o, key);
-        if (!v || v->is_null())
-            return fallback;
-        if (!v->is_string())
-            fail("'" + (where.empty() ? std::string(key) : where + "." + std::string(key)) +
-                 "' must be a string");
-        return std::string(v->get_string());
-    }
-
-    static std::optional<bool> optional_bool(const json::object& o, std::string_view key,
-                                             const std::string& where) {
-        const json::value* v = member(o, key);
-        if (!v || v->is_null())
-            return std::nullopt;
-        if (!v->is_bool())
-            fail("'" + (where.empty() ? std::string(key) : where + "." + std::string(key)) +
-                 "' must be true or false");
-        return v->get_bool();
-    }
-
     // Absent or null: an empty array.
-    static const json::array& optional_array(const json::object& o, std::string_view key,
-                                             const std::string& where) {
+    const json::array& array_or_empty(const json::object& o, std::string_view key,
+                                      std::string_view where) const {
         static const json::array empty;
-        const json::value* v = member(o, key);
-        if (!v || v->is_null())
-            return empty;
-        if (!v->is_array())
-            fail("'" + (where.empty() ? std::string(key) : where + "." + std::string(key)) +
-                 "' must be an array");
-        return v->get_array();
-    }
-
-    static std::string index_path(std::string_view base, std::size_t i) {
-        return std::string(base) + "[" + std::to_string(i) + "]";
+        const json::array* a = r.optional_array(o, key, where);
+        return a ? *a : empty;
     }
 
     experiment& add_experiment(const json::value& v, const std::string& path, rule_origin origin) {
-        const auto& o = as_object(v, path);
+        const auto& o = reader::object(v, path);
         auto e = std::make_unique<experiment>();
-        e->id = required_string(o, "id", path);
-        e->key = required_string(o, "key", path);
-        e->layer_id = optional_string(o, "layerId", path);
+        e->id = r.required_string(o, "id", path);
+        e->key = r.required_string(o, "key", path);
+        e->layer_id = r.optional_string(o, "layerId", path).value_or("");
         e->origin = origin;
         const std::string vpath = path + ".variations";
-        const auto& vars = optional_array(o, "variations", path);
+        const auto& vars = array_or_empty(o, "variations", path);
         e->variations.reserve(vars.size());
         for (std::size_t i = 0; i < vars.size(); ++i) {
-            const std::string p = index_path(vpath, i);
-            const auto& vo = as_object(vars[i], p);
+            const std::string p = reader::path(vpath, i);
+            const auto& vo = reader::object(vars[i], p);
             variation var;
-            var.id = required_string(vo, "id", p);
-            var.key = required_string(vo, "key", p);
-            var.feature_enabled = optional_bool(vo, "featureEnabled", p).value_or(false);
+            var.id = r.required_string(vo, "id", p);
+            var.key = r.required_string(vo, "key", p);
+            var.feature_enabled = r.optional_bool(vo, "featureEnabled", p).value_or(false);
             e->variations.push_back(std::move(var));
         }
         cfg.experiments_.push_back(std::move(e));
@@ -136,79 +88,82 @@ struct project_config::parser {
         json::value root = json::parse(text, ec);
         if (ec)
             fail("not valid JSON: " + ec.message());
-        const auto& o = as_object(root, "(top level)");
+        try {
+            read(root, opts);
+        } catch (const detail::json_field_error& e) {
+            fail(e.what());
+        }
+    }
+
+    void read(const json::value& root, const options& opts) {
+        const auto& o = reader::object(root, "(top level)");
 
         // Only the versions whose event-relevant fields are known.
-        const json::value* ver = member(o, "version");
-        if (!ver)
-            fail("'version' is missing");
-        if (!ver->is_string())
-            fail("'version' must be a string");
-        cfg.version_ = std::string(ver->get_string());
+        cfg.version_ = r.required_string(o, "version");
         if (cfg.version_ != "2" && cfg.version_ != "3" && cfg.version_ != "4")
             fail("unsupported version '" + cfg.version_ + "' (supported: \"2\", \"3\", \"4\")");
 
         auto ctx = std::make_shared<event_context>();
-        ctx->account_id = required_string(o, "accountId", "");
-        ctx->project_id = required_string(o, "projectId", "");
-        ctx->revision = required_string(o, "revision", "");
-        ctx->anonymize_ip = optional_bool(o, "anonymizeIP", "").value_or(false);
+        ctx->account_id = r.required_string(o, "accountId");
+        ctx->project_id = r.required_string(o, "projectId");
+        ctx->revision = r.required_string(o, "revision");
+        ctx->anonymize_ip = r.optional_bool(o, "anonymizeIP").value_or(false);
         ctx->client_name = opts.client_name;
         ctx->client_version = opts.client_version;
-        cfg.bot_filtering_ = optional_bool(o, "botFiltering", "");
-        cfg.send_flag_decisions_ = optional_bool(o, "sendFlagDecisions", "").value_or(false);
-        cfg.region_ = optional_string(o, "region", "");
+        cfg.bot_filtering_ = r.optional_bool(o, "botFiltering");
+        cfg.send_flag_decisions_ = r.optional_bool(o, "sendFlagDecisions").value_or(false);
+        cfg.region_ = r.optional_string(o, "region").value_or("");
         ctx->endpoint =
             opts.endpoint.empty() ? std::string(endpoint_for_region(cfg.region_)) : opts.endpoint;
         cfg.ctx_ = std::move(ctx);
 
         auto attrs = std::make_shared<attribute_id_map>();
-        const auto& attributes = optional_array(o, "attributes", "");
+        const auto& attributes = array_or_empty(o, "attributes", "");
         for (std::size_t i = 0; i < attributes.size(); ++i) {
-            const std::string p = index_path("attributes", i);
-            const auto& ao = as_object(attributes[i], p);
-            std::string key = required_string(ao, "key", p);
-            attrs->insert_or_assign(std::move(key), required_string(ao, "id", p));
+            const std::string p = reader::path("attributes", i);
+            const auto& ao = reader::object(attributes[i], p);
+            std::string key = r.required_string(ao, "key", p);
+            attrs->insert_or_assign(std::move(key), r.required_string(ao, "id", p));
         }
         cfg.attribute_ids_ = std::move(attrs);
 
-        const auto& events = optional_array(o, "events", "");
+        const auto& events = array_or_empty(o, "events", "");
         for (std::size_t i = 0; i < events.size(); ++i) {
-            const std::string p = index_path("events", i);
-            const auto& eo = as_object(events[i], p);
-            std::string key = required_string(eo, "key", p);
-            cfg.event_ids_.insert_or_assign(std::move(key), required_string(eo, "id", p));
+            const std::string p = reader::path("events", i);
+            const auto& eo = reader::object(events[i], p);
+            std::string key = r.required_string(eo, "key", p);
+            cfg.event_ids_.insert_or_assign(std::move(key), r.required_string(eo, "id", p));
         }
 
         // Experiments first (they win key collisions), then groups, holdouts, rollout rules.
         std::vector<experiment*> in_order;
-        const auto& exps = optional_array(o, "experiments", "");
+        const auto& exps = array_or_empty(o, "experiments", "");
         for (std::size_t i = 0; i < exps.size(); ++i)
             in_order.push_back(
-                &add_experiment(exps[i], index_path("experiments", i), rule_origin::experiment));
-        const auto& groups = optional_array(o, "groups", "");
+                &add_experiment(exps[i], reader::path("experiments", i), rule_origin::experiment));
+        const auto& groups = array_or_empty(o, "groups", "");
         for (std::size_t g = 0; g < groups.size(); ++g) {
-            const std::string gp = index_path("groups", g);
-            const auto& go = as_object(groups[g], gp);
-            const auto& gexps = optional_array(go, "experiments", gp);
+            const std::string gp = reader::path("groups", g);
+            const auto& go = reader::object(groups[g], gp);
+            const auto& gexps = array_or_empty(go, "experiments", gp);
             for (std::size_t i = 0; i < gexps.size(); ++i)
-                in_order.push_back(&add_experiment(gexps[i], index_path(gp + ".experiments", i),
+                in_order.push_back(&add_experiment(gexps[i], reader::path(gp + ".experiments", i),
                                                    rule_origin::experiment));
         }
-        const auto& holdouts = optional_array(o, "holdouts", "");
+        const auto& holdouts = array_or_empty(o, "holdouts", "");
         for (std::size_t i = 0; i < holdouts.size(); ++i)
             in_order.push_back(
-                &add_experiment(holdouts[i], index_path("holdouts", i), rule_origin::holdout));
+                &add_experiment(holdouts[i], reader::path("holdouts", i), rule_origin::holdout));
 
-        const auto& rollouts = optional_array(o, "rollouts", "");
-        for (std::size_t r = 0; r < rollouts.size(); ++r) {
-            const std::string rp = index_path("rollouts", r);
-            const auto& ro = as_object(rollouts[r], rp);
+        const auto& rollouts = array_or_empty(o, "rollouts", "");
+        for (std::size_t k = 0; k < rollouts.size(); ++k) {
+            const std::string rp = reader::path("rollouts", k);
+            const auto& ro = reader::object(rollouts[k], rp);
             rollout rl;
-            rl.id = required_string(ro, "id", rp);
-            const auto& rules = optional_array(ro, "experiments", rp);
+            rl.id = r.required_string(ro, "id", rp);
+            const auto& rules = array_or_empty(ro, "experiments", rp);
             for (std::size_t i = 0; i < rules.size(); ++i) {
-                auto& e = add_experiment(rules[i], index_path(rp + ".experiments", i),
+                auto& e = add_experiment(rules[i], reader::path(rp + ".experiments", i),
                                          rule_origin::rollout);
                 rl.rule_ids.push_back(e.id);
                 in_order.push_back(&e);
@@ -221,20 +176,18 @@ struct project_config::parser {
             cfg.experiment_by_id_.emplace(e->id, e);
         }
 
-        const auto& flags = optional_array(o, "featureFlags", "");
+        const auto& flags = array_or_empty(o, "featureFlags", "");
         for (std::size_t i = 0; i < flags.size(); ++i) {
-            const std::string p = index_path("featureFlags", i);
-            const auto& fo = as_object(flags[i], p);
+            const std::string p = reader::path("featureFlags", i);
+            const auto& fo = reader::object(flags[i], p);
             feature_flag f;
-            f.id = required_string(fo, "id", p);
-            f.key = required_string(fo, "key", p);
-            f.rollout_id = optional_string(fo, "rolloutId", p);
-            const auto& ids = optional_array(fo, "experimentIds", p);
-            for (std::size_t k = 0; k < ids.size(); ++k) {
-                if (!ids[k].is_string())
-                    fail("'" + index_path(p + ".experimentIds", k) + "' must be a string");
-                f.experiment_ids.emplace_back(ids[k].get_string());
-            }
+            f.id = r.required_string(fo, "id", p);
+            f.key = r.required_string(fo, "key", p);
+            f.rollout_id = r.optional_string(fo, "rolloutId", p).value_or("");
+            const auto& ids = array_or_empty(fo, "experimentIds", p);
+            for (std::size_t k = 0; k < ids.size(); ++k)
+                f.experiment_ids.push_back(
+                    reader::string(ids[k], reader::path(p + ".experimentIds", k)));
             cfg.flag_index_.emplace(f.key, cfg.flags_.size());
             cfg.flags_.push_back(std::move(f));
         }
@@ -313,49 +266,44 @@ decision project_config::make_decision(const experiment& e, const variation* v,
     return d;
 }
 
-namespace {
-
-struct decision_failure {
-    std::string what;
-};
-
-}  // namespace
-
-// Shared by both make_decision overloads: returns the failure text instead of throwing.
-static std::optional<decision_failure> resolve_decision(const project_config& cfg,
-                                                        std::string_view flag_key,
-                                                        std::string_view rule_key,
-                                                        std::string_view variation_key,
-                                                        bool enabled, decision& out) {
+std::optional<decision_error> project_config::resolve_decision(std::string_view flag_key,
+                                                               std::string_view rule_key,
+                                                               std::string_view variation_key,
+                                                               bool enabled, decision& out) const {
+    auto failed = [](decision_field f, std::string message) {
+        return std::optional<decision_error>(decision_error{f, std::move(message)});
+    };
     const experiment* rule = nullptr;
     std::string_view rule_type;
     if (flag_key.empty()) {
-        rule = cfg.experiment_by_key(rule_key);
+        rule = experiment_by_key(rule_key);
         if (!rule)
-            return decision_failure{"experiment key '" + std::string(rule_key) +
-                                    "' is not in the datafile"};
+            return failed(decision_field::rule_key,
+                          "experiment key '" + std::string(rule_key) + "' is not in the datafile");
         if (rule->origin == rule_origin::rollout)
-            return decision_failure{"rule key '" + std::string(rule_key) +
-                                    "' is a rollout rule: give the key of its flag"};
+            return failed(decision_field::rule_key,
+                          "rule key '" + std::string(rule_key) +
+                              "' is a rollout rule: give the key of its flag");
         rule_type = rule->origin == rule_origin::holdout ? "holdout" : "experiment";
     } else {
-        const feature_flag* flag = cfg.flag_by_key(flag_key);
+        const feature_flag* flag = flag_by_key(flag_key);
         if (!flag)
-            return decision_failure{"flag key '" + std::string(flag_key) +
-                                    "' is not in the datafile"};
+            return failed(decision_field::flag_key,
+                          "flag key '" + std::string(flag_key) + "' is not in the datafile");
         if (rule_key.empty()) {
+            if (!variation_key.empty())
+                return failed(decision_field::variation_key,
+                              "variation key '" + std::string(variation_key) +
+                                  "' given without a rule key: give the rule key too");
             // A flag decision without a rule: reported with empty ids (sendFlagDecisions).
             out = decision{};
             out.flag_key = flag_key;
             out.rule_type = "rollout";
             out.enabled = enabled;
-            if (!variation_key.empty())
-                return decision_failure{"variation key '" + std::string(variation_key) +
-                                        "' given without a rule key"};
             return std::nullopt;
         }
         for (const auto& id : flag->experiment_ids) {
-            const experiment* e = cfg.experiment_by_id(id);
+            const experiment* e = experiment_by_id(id);
             if (e && e->key == rule_key) {
                 rule = e;
                 rule_type = "feature-test";
@@ -363,9 +311,9 @@ static std::optional<decision_failure> resolve_decision(const project_config& cf
             }
         }
         if (!rule) {
-            if (const rollout* r = cfg.rollout_by_id(flag->rollout_id)) {
+            if (const rollout* r = rollout_by_id(flag->rollout_id)) {
                 for (const auto& id : r->rule_ids) {
-                    const experiment* e = cfg.experiment_by_id(id);
+                    const experiment* e = experiment_by_id(id);
                     if (e && e->key == rule_key) {
                         rule = e;
                         rule_type = "rollout";
@@ -375,17 +323,19 @@ static std::optional<decision_failure> resolve_decision(const project_config& cf
             }
         }
         if (!rule)
-            return decision_failure{"rule key '" + std::string(rule_key) +
-                                    "' is not a rule of flag '" + std::string(flag_key) + "'"};
+            return failed(decision_field::rule_key, "rule key '" + std::string(rule_key) +
+                                                        "' is not a rule of flag '" +
+                                                        std::string(flag_key) + "'");
     }
     const variation* v = nullptr;
     if (!variation_key.empty()) {
         v = rule->variation_by_key(variation_key);
         if (!v)
-            return decision_failure{"variation key '" + std::string(variation_key) +
-                                    "' is not a variation of rule '" + rule->key + "'"};
+            return failed(decision_field::variation_key,
+                          "variation key '" + std::string(variation_key) +
+                              "' is not a variation of rule '" + rule->key + "'");
     }
-    out = cfg.make_decision(*rule, v, flag_key, rule_key, rule_type, enabled);
+    out = make_decision(*rule, v, flag_key, rule_key, rule_type, enabled);
     return std::nullopt;
 }
 
@@ -393,7 +343,7 @@ decision project_config::make_decision(std::string_view flag_key, std::string_vi
                                        std::string_view variation_key, bool enabled,
                                        boost::system::error_code& ec) const {
     decision d;
-    if (resolve_decision(*this, flag_key, rule_key, variation_key, enabled, d)) {
+    if (resolve_decision(flag_key, rule_key, variation_key, enabled, d)) {
         ec = error::invalid_input;
         return {};
     }
@@ -404,8 +354,8 @@ decision project_config::make_decision(std::string_view flag_key, std::string_vi
 decision project_config::make_decision(std::string_view flag_key, std::string_view rule_key,
                                        std::string_view variation_key, bool enabled) const {
     decision d;
-    if (auto f = resolve_decision(*this, flag_key, rule_key, variation_key, enabled, d))
-        throw boost::system::system_error(error::invalid_input, f->what);
+    if (auto e = resolve_decision(flag_key, rule_key, variation_key, enabled, d))
+        throw boost::system::system_error(error::invalid_input, e->message);
     return d;
 }
 

@@ -1,5 +1,7 @@
 #include <evdispatch/sdk_batch.hpp>
 
+#include "json_read.hpp"
+
 #include <evdispatch/error.hpp>
 
 #include <boost/json/parse.hpp>
@@ -20,13 +22,40 @@ namespace {
     throw boost::system::system_error(error::invalid_input, "event batch: " + what);
 }
 
-std::string header_string(const json::object& o, std::string_view key) {
-    const json::value* v = o.if_contains(key);
-    if (!v)
-        fail("'" + std::string(key) + "' is missing");
-    if (!v->is_string())
-        fail("'" + std::string(key) + "' must be a string");
-    return std::string(v->get_string());
+std::vector<event_ptr> split(const json::object& o, std::string_view url,
+                             const split_options& opts) {
+    // A null is a value of the wrong type here: SDKs never write one in a batch.
+    const detail::json_reader r({.null = detail::json_null::value});
+    auto ctx = std::make_shared<event_context>();
+    ctx->account_id = r.required_string(o, "account_id");
+    ctx->project_id = r.required_string(o, "project_id");
+    ctx->revision = r.required_string(o, "revision");
+    ctx->client_name =
+        opts.client_name.empty() ? r.required_string(o, "client_name") : opts.client_name;
+    ctx->client_version =
+        opts.client_version.empty() ? r.required_string(o, "client_version") : opts.client_version;
+    ctx->anonymize_ip = r.optional_bool(o, "anonymize_ip").value_or(false);
+    ctx->endpoint = opts.endpoint.empty() ? std::string(url) : opts.endpoint;
+    if (ctx->endpoint.empty())
+        fail("no endpoint: give the url the batch was meant for");
+
+    const auto& visitors = r.required_array(o, "visitors");
+    const context_ptr shared = std::move(ctx);
+    const auto created = std::chrono::steady_clock::now();
+    std::vector<event_ptr> out;
+    out.reserve(visitors.size());
+    for (std::size_t i = 0; i < visitors.size(); ++i) {
+        const std::string where = detail::json_reader::path("visitors", i);
+        const auto& v = detail::json_reader::object(visitors[i], where);
+        r.required_string(v, "visitor_id", where);
+        r.required_array(v, "snapshots", where);
+        auto ev = std::make_shared<user_event>();
+        ev->context = shared;
+        ev->visitor_json = json::serialize(visitors[i]);
+        ev->created = created;
+        out.push_back(std::move(ev));
+    }
+    return out;
 }
 
 }  // namespace
@@ -39,52 +68,11 @@ std::vector<event_ptr> split_event_batch(std::string_view url, std::string_view 
         fail("not valid JSON: " + ec.message());
     if (!root.is_object())
         fail("the body must be a JSON object");
-    const auto& o = root.get_object();
-
-    auto ctx = std::make_shared<event_context>();
-    ctx->account_id = header_string(o, "account_id");
-    ctx->project_id = header_string(o, "project_id");
-    ctx->revision = header_string(o, "revision");
-    ctx->client_name =
-        opts.client_name.empty() ? header_string(o, "client_name") : opts.client_name;
-    ctx->client_version =
-        opts.client_version.empty() ? header_string(o, "client_version") : opts.client_version;
-    if (const json::value* a = o.if_contains("anonymize_ip")) {
-        if (!a->is_bool())
-            fail("'anonymize_ip' must be true or false");
-        ctx->anonymize_ip = a->get_bool();
+    try {
+        return split(root.get_object(), url, opts);
+    } catch (const detail::json_field_error& e) {
+        fail(e.what());
     }
-    ctx->endpoint = opts.endpoint.empty() ? std::string(url) : opts.endpoint;
-    if (ctx->endpoint.empty())
-        fail("no endpoint: give the url the batch was meant for");
-
-    const json::value* visitors = o.if_contains("visitors");
-    if (!visitors)
-        fail("'visitors' is missing");
-    if (!visitors->is_array())
-        fail("'visitors' must be an array");
-    const context_ptr shared = std::move(ctx);
-    const auto created = std::chrono::steady_clock::now();
-    std::vector<event_ptr> out;
-    out.reserve(visitors->get_array().size());
-    std::size_t i = 0;
-    for (const auto& v : visitors->get_array()) {
-        const std::string where = "'visitors[" + std::to_string(i++) + "]";
-        if (!v.is_object())
-            fail(where + "' must be an object");
-        const json::value* id = v.get_object().if_contains("visitor_id");
-        if (!id || !id->is_string())
-            fail(where + ".visitor_id' must be a string");
-        const json::value* snaps = v.get_object().if_contains("snapshots");
-        if (!snaps || !snaps->is_array())
-            fail(where + ".snapshots' must be an array");
-        auto ev = std::make_shared<user_event>();
-        ev->context = shared;
-        ev->visitor_json = json::serialize(v);
-        ev->created = created;
-        out.push_back(std::move(ev));
-    }
-    return out;
 }
 
 }  // namespace evdispatch

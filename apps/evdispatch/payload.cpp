@@ -1,15 +1,15 @@
 // evdispatch payload: prints the batches evdispatch would send for user events given as JSON.
 
 #include "commands.hpp"
+#include "options.hpp"
+#include "payload_input.hpp"
 
 #include <evdispatch/config.hpp>
-#include <evdispatch/detail/payload_input.hpp>
 #include <evdispatch/project_config.hpp>
 
 #include <boost/system/system_error.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -49,11 +49,6 @@ void payload_usage(std::FILE* out) {
         batch_config{}.max_batch_bytes);
 }
 
-bool parse_size(const std::string& s, std::size_t& out) {
-    const auto r = std::from_chars(s.data(), s.data() + s.size(), out);
-    return r.ec == std::errc{} && r.ptr == s.data() + s.size();
-}
-
 bool read_file(const std::string& path, std::string& out) {
     std::ifstream f(path, std::ios::binary);
     if (!f)
@@ -65,59 +60,32 @@ bool read_file(const std::string& path, std::string& out) {
 }  // namespace
 
 int run_payload(const args& a) {
-    std::string datafile_path;
-    std::size_t batch_size = 0;  // 0: one batch per context
-    batch_config batch;
-    detail::payload_input_options opts;
-    project_config::options cfg_opts;
-
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        const std::string& arg = a[i];
-        if (arg == "--help" || arg == "-h") {
-            payload_usage(stdout);
-            return 0;
-        }
-        auto next = [&](std::string& v) {
-            if (i + 1 >= a.size())
-                return false;
-            v = a[++i];
-            return true;
-        };
-        std::string v;
-        if (arg == "--datafile") {
-            if (!next(datafile_path)) {
-                std::fprintf(stderr, "evdispatch payload: --datafile needs a file\n");
-                return 2;
-            }
-        } else if (arg == "--batch-size" || arg == "--max-batch-bytes") {
-            std::size_t n = 0;
-            if (!next(v) || !parse_size(v, n) || n == 0 ||
-                (arg == "--max-batch-bytes" && n < 1024)) {
-                std::fprintf(stderr, "evdispatch payload: %s needs a number%s\n", arg.c_str(),
-                             arg == "--batch-size" ? " >= 1" : " >= 1024");
-                return 2;
-            }
-            (arg == "--batch-size" ? batch_size : batch.max_batch_bytes) = n;
-        } else if (arg == "--endpoint") {
-            if (!next(v)) {
-                std::fprintf(stderr, "evdispatch payload: --endpoint needs a URL\n");
-                return 2;
-            }
-            opts.endpoint = v;
-            cfg_opts.endpoint = v;
-        } else if (arg == "--client-name" || arg == "--client-version") {
-            if (!next(v)) {
-                std::fprintf(stderr, "evdispatch payload: %s needs a value\n", arg.c_str());
-                return 2;
-            }
-            (arg == "--client-name" ? opts.client_name : opts.client_version) = v;
-            (arg == "--client-name" ? cfg_opts.client_name : cfg_opts.client_version) = v;
-        } else {
-            std::fprintf(stderr, "evdispatch payload: unknown option '%s'\n", arg.c_str());
-            payload_usage(stderr);
-            return 2;
-        }
+    // -h as well as --help, as before option_parser.
+    args given = a;
+    std::replace(given.begin(), given.end(), std::string("-h"), std::string("--help"));
+    option_parser p(
+        {"datafile", "batch-size", "max-batch-bytes", "endpoint", "client-name", "client-version"},
+        {"help"});
+    p.parse(given);
+    if (p.flag("help")) {
+        payload_usage(stdout);
+        return 0;
     }
+
+    const std::string datafile_path = p.str("datafile", "");
+    if (p.has("datafile") && datafile_path.empty())
+        throw usage_error("--datafile needs a file");
+    const std::size_t batch_size = p.u64("batch-size", 0, 1);  // 0: one batch per context
+    batch_config batch;
+    batch.max_batch_bytes = p.u64("max-batch-bytes", batch.max_batch_bytes, 1024);
+    app::payload_input_options opts;
+    project_config::options cfg_opts;
+    if (p.has("endpoint"))
+        opts.endpoint = cfg_opts.endpoint = p.str("endpoint", "");
+    if (p.has("client-name"))
+        opts.client_name = cfg_opts.client_name = p.str("client-name", "");
+    if (p.has("client-version"))
+        opts.client_version = cfg_opts.client_version = p.str("client-version", "");
 
     if (!datafile_path.empty()) {
         std::string text;
@@ -138,11 +106,11 @@ int run_payload(const args& a) {
     ss << std::cin.rdbuf();
     const std::string input = ss.str();
 
-    std::vector<detail::payload_entry> entries;
-    try {
-        entries = detail::build_payload_events(input, opts);
-    } catch (const detail::payload_input_error& e) {
-        std::fprintf(stderr, "evdispatch payload: %s\n", e.what());
+    boost::system::error_code ec;
+    const auto entries = build_payload_events(input, opts, ec);
+    if (ec) {
+        std::fprintf(stderr, "evdispatch payload: input: not a valid JSON array: %s\n",
+                     ec.message().c_str());
         return 2;
     }
 
@@ -153,12 +121,12 @@ int run_payload(const args& a) {
             ++good;
             continue;
         }
-        std::fprintf(stderr, "evdispatch payload: %s\n", pe.error.c_str());
+        std::fprintf(stderr, "evdispatch payload: %s\n", to_string(*pe.error).c_str());
         status = 2;
     }
     batch.batch_size = batch_size != 0 ? batch_size : std::max<std::size_t>(good, 1);
     std::vector<std::size_t> too_large;
-    const auto batches = detail::group_payload_events(entries, batch, &too_large);
+    const auto batches = group_payload_events(entries, batch, &too_large);
     for (std::size_t index : too_large) {
         std::fprintf(stderr,
                      "evdispatch payload: input[%zu]: the event alone exceeds --max-batch-bytes "
@@ -166,7 +134,7 @@ int run_payload(const args& a) {
                      index, batch.max_batch_bytes);
         status = 2;
     }
-    const std::string out = detail::write_payload_json(batches);
+    const std::string out = write_payload_json(batches);
     std::fwrite(out.data(), 1, out.size(), stdout);
     return status;
 }

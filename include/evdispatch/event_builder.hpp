@@ -42,21 +42,18 @@ using user_attributes = std::vector<std::pair<std::string, value>>;
 /// Event tags of a conversion, key -> value, in the caller's order.
 using event_tags = value::object;
 
-namespace detail {
-class json_sink;
-
-/// Transparent string hash: lets maps keyed by std::string be searched with a string_view.
+/// Hash of the string keys of evdispatch's maps. Transparent (with `std::equal_to<>`): a map
+/// keyed by std::string is searched with a std::string_view or a C string without building a
+/// std::string. Hashes as std::hash<std::string_view>.
 struct string_hash {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const noexcept {
         return std::hash<std::string_view>{}(s);
     }
 };
-}  // namespace detail
 
-/// Attribute key -> datafile attribute id.
-using attribute_id_map =
-    std::unordered_map<std::string, std::string, detail::string_hash, std::equal_to<>>;
+/// Attribute key -> datafile attribute id (searchable by std::string_view).
+using attribute_id_map = std::unordered_map<std::string, std::string, string_hash, std::equal_to<>>;
 
 /// A decision to report as an impression, with the ids as the datafile has them. The builder
 /// normalises them (campaign id from `layer_id` or `experiment_id`; a variation id that is
@@ -153,7 +150,7 @@ public:
                            std::shared_ptr<const attribute_id_map> attribute_ids = nullptr);
 
     /// A builder for a datafile: context, bot filtering, attribute and event ids from it.
-    /// Throws std::invalid_argument when `config` is null.
+    /// Throws boost::system::system_error(error::invalid_config) when `config` is null.
     explicit event_builder(std::shared_ptr<const project_config> config);
 
     /// Replaces the clock (default: system clock, epoch ms).
@@ -190,17 +187,11 @@ public:
     event_ptr make_conversion(const conversion_input& in) const;
 
 private:
-    void write_visitor_head(detail::json_sink& w, std::string_view user_id,
-                            const std::vector<attribute>& attrs) const;
-    void write_visitor_head(detail::json_sink& w, std::string_view user_id,
-                            const user_attributes& attrs) const;
-    void write_bot_filtering(detail::json_sink& w, bool first) const;
-    void write_event_head(detail::json_sink& w, std::string_view entity_id,
-                          std::string_view key) const;
-    std::size_t estimate_attributes(const user_attributes& attrs) const noexcept;
-    event_ptr conversion_from_tags(std::string_view user_id, const user_attributes& attributes,
-                                   std::string_view event_key, std::string_view event_id,
-                                   const event_tags* tags) const;
+    // The skeleton of every entry point (defined and used in event_builder.cpp only): a new
+    // event of this builder's context whose visitor JSON is written in one pass.
+    template <class Attributes, class Event>
+    event_ptr build(std::size_t expected_bytes, std::string_view user_id,
+                    const Attributes& attributes, const Event& event) const;
 
     context_ptr ctx_;
     std::optional<bool> bot_filtering_;

@@ -67,6 +67,20 @@ struct rollout {
     std::vector<std::string> rule_ids;  ///< Ids of its experiments, in datafile order.
 };
 
+/// The key project_config::resolve_decision could not resolve.
+enum class decision_field {
+    flag_key,       ///< The flag key is not in the datafile.
+    rule_key,       ///< The experiment or rule key is unknown, or not a rule of the flag.
+    variation_key,  ///< The variation key is not a variation of the rule (or has no rule).
+};
+
+/// Why keys could not be resolved into a decision: the key at fault and a message naming it
+/// (e.g. "flag key 'checkout' is not in the datafile").
+struct decision_error {
+    decision_field field = decision_field::rule_key;
+    std::string message;
+};
+
 /// A parsed datafile. Immutable and shared: build it once per datafile revision with
 /// `parse`, then hand it to `event_builder`s on any number of threads.
 class project_config {
@@ -132,9 +146,17 @@ public:
     decision make_decision(std::string_view flag_key, std::string_view rule_key,
                            std::string_view variation_key, bool enabled,
                            boost::system::error_code& ec) const;
-    /// Same, throwing boost::system::system_error with a message naming the unknown key.
+    /// Same, throwing boost::system::system_error(error::invalid_input) with a message naming
+    /// the unknown key.
     decision make_decision(std::string_view flag_key, std::string_view rule_key,
                            std::string_view variation_key, bool enabled) const;
+    /// Same resolution, for callers that report which key is at fault: on success sets `out`
+    /// and returns nullopt; otherwise returns the key and a message, and leaves `out` as it
+    /// was.
+    std::optional<decision_error> resolve_decision(std::string_view flag_key,
+                                                   std::string_view rule_key,
+                                                   std::string_view variation_key, bool enabled,
+                                                   decision& out) const;
 
     /// A decision for a known experiment and one of its variations (null: no variation).
     /// rule_type: "experiment", "rollout" or "holdout" by the experiment's origin unless
@@ -152,7 +174,7 @@ private:
     struct parser;
 
     template <class T>
-    using by_key = std::unordered_map<std::string, T, detail::string_hash, std::equal_to<>>;
+    using by_key = std::unordered_map<std::string, T, string_hash, std::equal_to<>>;
 
     context_ptr ctx_;
     std::string version_;

@@ -82,11 +82,7 @@ endpoint_state pipeline::state_of(std::string_view url) const noexcept {
 // A batch is sealed here: its body becomes the request that every attempt sends.
 void pipeline::enqueue(closed_batch&& b, clock::time_point now) {
     ++ctr_.batches_sent;
-    auto req = std::make_shared<log_event>();
-    req->url = b.context->endpoint;
-    req->body = std::move(b.body);
-    req->event_count = b.events;
-    req->context = std::move(b.context);
+    auto req = std::make_shared<log_event>(make_log_event(b));
     batch_record rec{b.id, std::move(req), std::move(b.created)};
     rec.sealed = now;
     rec.endpoint = endpoint_index(rec.request->url);

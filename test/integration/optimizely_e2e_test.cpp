@@ -4,7 +4,11 @@
 
 #include "support/fixtures.hpp"
 
-#include <evdispatch/detail/payload_input.hpp>
+#include "evdispatch/payload_input.hpp"
+// The command's payload support is part of the program (apps/), not of the library: this test
+// binary compiles it here, once.
+#include "evdispatch/payload_input.cpp"
+
 #include <evdispatch/evdispatch.hpp>
 
 #include <boost/json/parse.hpp>
@@ -34,12 +38,13 @@ std::string collect_inputs() {
     for (const char* name :
          {"imp_basic_experiment.json", "imp_string_attribute.json", "imp_cmab_uuid.json",
           "imp_region_eu.json", "imp_user_agent_bot_filtering_true.json",
-          "imp_attribute_not_in_datafile.json", "activate_attribute_types.json",
-          "conv_basic.json", "conv_revenue_value_tags.json", "conv_invalid_revenue_value_tags.json",
+          "imp_attribute_not_in_datafile.json", "activate_attribute_types.json", "conv_basic.json",
+          "conv_revenue_value_tags.json", "conv_invalid_revenue_value_tags.json",
           "conv_region_eu.json", "track_invalid_tags.json", "track_revenue_only.json",
           "rollout_impression_send_flag_decisions.json"}) {
         const auto v = read_vector(name);
-        for (const auto& in : v.at("inputs").as_array()) all.push_back(in);
+        for (const auto& in : v.at("inputs").as_array())
+            all.push_back(in);
     }
     return json::serialize(all);
 }
@@ -51,12 +56,14 @@ TEST_CASE("collector receives exactly what `payload` prints for the same inputs"
     collector col(collector_config{.keep_bodies = true});
     const std::string inputs = collect_inputs();
 
-    detail::payload_input_options opts;
+    app::payload_input_options opts;
     opts.endpoint = col.url();  // every context points at the loopback collector
-    const auto entries = detail::build_payload_events(inputs, opts);
+    boost::system::error_code input_ec;
+    const auto entries = app::build_payload_events(inputs, opts, input_ec);
+    REQUIRE_FALSE(input_ec);
     REQUIRE(entries.size() >= 14);
     for (const auto& e : entries) {
-        INFO("entry " << e.index << ": " << e.error);
+        INFO("entry " << e.index << ": " << (e.error ? app::to_string(*e.error) : ""));
         REQUIRE(e.event);
     }
 
@@ -64,9 +71,9 @@ TEST_CASE("collector receives exactly what `payload` prints for the same inputs"
     batch_config bc;
     bc.batch_size = 1000;
     bc.flush_interval = 60s;
-    const auto expected = detail::group_payload_events(entries, bc);
+    const auto expected = app::group_payload_events(entries, bc);
     REQUIRE(expected.size() >= 2);  // several contexts (regions, projects) in the inputs
-    const json::value printed = json::parse(detail::write_payload_json(expected));
+    const json::value printed = json::parse(app::write_payload_json(expected));
     REQUIRE(printed.is_array());
     REQUIRE(printed.as_array().size() == expected.size());
 
@@ -76,7 +83,8 @@ TEST_CASE("collector receives exactly what `payload` prints for the same inputs"
     cfg.batch = bc;
     cfg.http.max_connections = 1;
     batch_event_processor p(cfg);
-    for (const auto& e : entries) REQUIRE(p.process(e.event) == process_result::accepted);
+    for (const auto& e : entries)
+        REQUIRE(p.process(e.event) == process_result::accepted);
     auto [ec, report] = test::close_and_wait(p, 10s);
     CHECK(!ec);
     CHECK(report.delivered == entries.size());

@@ -2,8 +2,7 @@
 
 #include "optimizely_test_support.hpp"
 
-#include <evdispatch/detail/payload_input.hpp>
-
+#include "evdispatch/payload_input.hpp"
 #include "json_writer.hpp"
 
 #include <catch2/catch.hpp>
@@ -265,7 +264,7 @@ TEST_CASE("id normalisation table (vectors/id_normalization_table.json)", "[unit
             {"context", {{"account_id", "1"}, {"project_id", "2"}, {"revision", "3"}}},
             {"experiment", {{"id", "111127"}, {"layer_id", "111182"}}},
             {"variation", {{"id", s}, {"key", "v"}}}};
-        const auto ev = detail::build_payload_event(entry, 0, {});
+        const auto ev = app::build_payload_event(entry, 0, {}).event;
         const auto v = test::parse_visitor(ev);
         CHECK(v.at("snapshots").at(0).at("decisions").at(0).at("variation_id").is_null());
     }
@@ -452,8 +451,8 @@ TEST_CASE("tags: kept as given, absent without tags, {} when empty, non-finite a
         const auto ev =
             b.make_conversion("u", {}, conversion{"e", "1", event_tags{{"deep", deep}}});
         // The whole batch stays within Boost.JSON's default nesting limit (32).
-        std::vector<detail::payload_entry> entries = {{0, ev, {}}};
-        const auto batches = detail::group_payload_events(entries, batch_config{});
+        std::vector<app::payload_entry> entries = {{0, ev, {}}};
+        const auto batches = app::group_payload_events(entries, batch_config{});
         REQUIRE(batches.size() == 1);
         const auto body = json::parse(batches[0].body);
         json::value const* p = &event_of(body.at("visitors").at(0)).at("tags").at("deep");
@@ -494,8 +493,8 @@ TEST_CASE("strings are escaped and parse back; invalid UTF-8 becomes U+FFFD",
     const auto conv = b.make_conversion(r.in, {{"test_attribute", r.in}},
                                         conversion{r.in, "1", event_tags{{r.in, V::array{r.in}}}});
     // Through the batcher too: the whole body must be valid JSON.
-    std::vector<detail::payload_entry> entries = {{0, imp, {}}, {1, conv, {}}};
-    const auto batches = detail::group_payload_events(entries, batch_config{});
+    std::vector<app::payload_entry> entries = {{0, imp, {}}, {1, conv, {}}};
+    const auto batches = app::group_payload_events(entries, batch_config{});
     REQUIRE(batches.size() == 1);
     const auto body = json::parse(batches[0].body);
     const auto& vi = body.at("visitors").at(0);
@@ -621,6 +620,28 @@ TEST_CASE("timestamp is the system clock in epoch ms; uuid is a random v4", "[un
         t.join();
     CHECK(all_v4);
     CHECK(seen.size() == 20000);
+}
+
+TEST_CASE("random_uuid and append_random_uuid: v4 text from the per-thread generator",
+          "[unit][optimizely]") {
+    std::set<std::string> seen;
+    for (int i = 0; i < 1000; ++i) {
+        std::string s = "x";
+        append_random_uuid(s);
+        REQUIRE(s.size() == 37);
+        seen.insert(s.substr(1));
+        const std::string u = random_uuid();
+        REQUIRE(u.size() == 36);
+        CHECK(u[8] == '-');
+        CHECK(u[13] == '-');
+        CHECK(u[14] == '4');
+        CHECK(u[18] == '-');
+        CHECK(std::string_view("89ab").find(u[19]) != std::string_view::npos);
+        CHECK(u[23] == '-');
+        CHECK(u.find_first_not_of("0123456789abcdef-") == std::string::npos);
+        seen.insert(u);
+    }
+    CHECK(seen.size() == 2000);
 }
 
 TEST_CASE("the low level keeps working and applies the same attribute and id rules",

@@ -2,13 +2,17 @@
 
 #include "optimizely_test_support.hpp"
 
-#include <evdispatch/detail/payload_input.hpp>
+#include "evdispatch/payload_input.hpp"
+// The command's payload support is part of the program (apps/), not of the library: the unit
+// test binary compiles it here, once.
+#include "evdispatch/payload_input.cpp"
 
 #include <catch2/catch.hpp>
 
 namespace json = boost::json;
 using namespace evdispatch;
-using detail::payload_input_options;
+using app::payload_entry;
+using app::payload_input_options;
 
 namespace {
 
@@ -30,6 +34,18 @@ std::vector<std::string> visitor_ids(const log_event& le) {
     return out;
 }
 
+std::vector<payload_entry> build_all(std::string_view text,
+                                     const payload_input_options& opts = {}) {
+    boost::system::error_code ec;
+    auto out = app::build_payload_events(text, opts, ec);
+    REQUIRE_FALSE(ec);
+    return out;
+}
+
+std::string error_of(const payload_entry& pe) {
+    return pe.error ? app::to_string(*pe.error) : std::string();
+}
+
 std::string lines(const json::array& entries) {
     std::string s;
     for (const auto& e : entries)
@@ -41,8 +57,8 @@ std::string lines(const json::array& entries) {
 
 TEST_CASE("payload input: a JSON array and JSON lines give the same events", "[unit][optimizely]") {
     const json::array entries = {conversion_entry("a"), conversion_entry("b")};
-    const auto from_array = detail::build_payload_events(json::serialize(entries), {});
-    const auto from_lines = detail::build_payload_events("\n" + lines(entries) + "\n  \n", {});
+    const auto from_array = build_all(json::serialize(entries));
+    const auto from_lines = build_all("\n" + lines(entries) + "\n  \n");
     REQUIRE(from_array.size() == 2);
     REQUIRE(from_lines.size() == 2);
     for (std::size_t i = 0; i < 2; ++i) {
@@ -52,9 +68,12 @@ TEST_CASE("payload input: a JSON array and JSON lines give the same events", "[u
         CHECK(from_lines[i].index == i);
         CHECK(from_array[i].event->visitor_json == from_lines[i].event->visitor_json);
     }
-    CHECK(detail::build_payload_events("", {}).empty());
-    CHECK(detail::build_payload_events("[]", {}).empty());
-    CHECK_THROWS_AS(detail::build_payload_events("[{\"kind\":", {}), detail::payload_input_error);
+    CHECK(build_all("").empty());
+    CHECK(build_all("[]").empty());
+    // An array that is not JSON: nothing built, the parser's error reported.
+    boost::system::error_code ec;
+    CHECK(app::build_payload_events("[{\"kind\":", {}, ec).empty());
+    CHECK(ec);
 }
 
 TEST_CASE("payload input: a bad entry names the entry and the field; the others are built",
@@ -96,44 +115,57 @@ TEST_CASE("payload input: a bad entry names the entry and the field; the others 
     const json::array entries = {conversion_entry("a"), bad, conversion_entry("c")};
     INFO(json::serialize(bad));
     for (const auto& text : {json::serialize(entries), lines(entries)}) {
-        const auto out = detail::build_payload_events(text, {});
+        const auto out = build_all(text);
         REQUIRE(out.size() == 3);
         CHECK(out[0].event);
         CHECK_FALSE(out[1].event);
         CHECK(out[2].event);
-        CHECK_THAT(out[1].error, Catch::Contains(r.mentions));
+        REQUIRE(out[1].error);
+        CHECK(out[1].error->index == 1);
+        CHECK_THAT(error_of(out[1]), Catch::Contains(r.mentions));
+        // The field is reported on its own too: the path between "input[1]." and ":".
+        CHECK((r.mentions + ":").starts_with("input[1]." + out[1].error->field + ":"));
         // Nothing of the bad entry is printed.
-        const auto batches = detail::group_payload_events(out, batch_config{});
+        const auto batches = app::group_payload_events(out, batch_config{});
         REQUIRE(batches.size() == 1);
         CHECK(visitor_ids(batches[0]) == std::vector<std::string>{"a", "c"});
     }
     // JSON lines name the line as well, and a line that is not JSON is one bad entry.
-    const auto out = detail::build_payload_events(lines(entries) + "{oops\n", {});
+    const auto out = build_all(lines(entries) + "{oops\n");
     REQUIRE(out.size() == 4);
-    CHECK_THAT(out[1].error, Catch::Contains("(line 2)"));
-    CHECK_THAT(out[3].error,
+    CHECK_THAT(error_of(out[1]), Catch::Contains("(line 2)"));
+    CHECK(out[1].error->line == 2);
+    CHECK_THAT(error_of(out[3]),
                Catch::Contains("input[3]: not valid JSON") && Catch::Contains("(line 4)"));
+    CHECK(out[3].error->field.empty());
 }
 
 TEST_CASE("payload input: $float stands for NaN and infinities", "[unit][optimizely]") {
-    const auto nan = detail::value_from_json(json::parse(R"({"$float":"nan"})"), 0, "x");
+    auto from = [](std::string_view text) {
+        const auto v = app::value_from_json(json::parse(text), "x");
+        REQUIRE(v);
+        return *v;
+    };
+    const auto nan = from(R"({"$float":"nan"})");
     REQUIRE(nan.is_double());
     CHECK(std::isnan(nan.as_double()));
-    CHECK(detail::value_from_json(json::parse(R"({"$float":"inf"})"), 0, "x").as_double() ==
-          std::numeric_limits<double>::infinity());
-    CHECK(detail::value_from_json(json::parse(R"({"$float":"-inf"})"), 0, "x").as_double() ==
-          -std::numeric_limits<double>::infinity());
+    CHECK(from(R"({"$float":"inf"})").as_double() == std::numeric_limits<double>::infinity());
+    CHECK(from(R"({"$float":"-inf"})").as_double() == -std::numeric_limits<double>::infinity());
     // Only an object with that single member is special.
-    const auto two = detail::value_from_json(json::parse(R"({"$float":"nan","b":1})"), 0, "x");
-    CHECK(two.is_object());
+    CHECK(from(R"({"$float":"nan","b":1})").is_object());
     // Kinds as JSON gives them.
-    CHECK(detail::value_from_json(json::parse("0"), 0, "x").is_int64());
-    CHECK(detail::value_from_json(json::parse("0.0"), 0, "x").is_double());
-    CHECK(detail::value_from_json(json::parse("18446744073709551615"), 0, "x").is_double());
-    const auto o = detail::value_from_json(json::parse(R"({"z":1,"a":[true,null,"s"]})"), 0, "x");
+    CHECK(from("0").is_int64());
+    CHECK(from("0.0").is_double());
+    CHECK(from("18446744073709551615").is_double());
+    const auto o = from(R"({"z":1,"a":[true,null,"s"]})");
     REQUIRE(o.as_object().size() == 2);
     CHECK(o.as_object()[0].first == "z");  // order kept
     CHECK(o.as_object()[1].second.as_array()[1].is_null());
+    // Another $float string: no value, and the error names the path down to it.
+    app::payload_error err;
+    CHECK_FALSE(app::value_from_json(json::parse(R"({"a":[1,{"$float":"NaN"}]})"), "x", &err));
+    CHECK(err.field == "x.a[1].$float");
+    CHECK(err.message == "must be \"nan\", \"inf\" or \"-inf\"");
 }
 
 TEST_CASE("payload grouping is the batcher's: by whole context, in order, by batch size",
@@ -142,10 +174,10 @@ TEST_CASE("payload grouping is the batcher's: by whole context, in order, by bat
         json::array entries = {conversion_entry("a1", "P1"), conversion_entry("b1", "P2"),
                                conversion_entry("a2", "P1"), conversion_entry("b2", "P2"),
                                conversion_entry("a3", "P1")};
-        const auto ev = detail::build_payload_events(json::serialize(entries), {});
+        const auto ev = build_all(json::serialize(entries));
         batch_config cfg;
         cfg.batch_size = 5;
-        const auto batches = detail::group_payload_events(ev, cfg);
+        const auto batches = app::group_payload_events(ev, cfg);
         REQUIRE(batches.size() == 2);
         CHECK(visitor_ids(batches[0]) == std::vector<std::string>{"a1", "a2", "a3"});
         CHECK(visitor_ids(batches[1]) == std::vector<std::string>{"b1", "b2"});
@@ -160,8 +192,8 @@ TEST_CASE("payload grouping is the batcher's: by whole context, in order, by bat
         eu["context"].as_object()["region"] = "EU";
         json::object same = conversion_entry("s");  // equal by value to the first
         const json::array entries = {conversion_entry("f"), rev, anon, eu, same};
-        const auto ev = detail::build_payload_events(json::serialize(entries), {});
-        const auto batches = detail::group_payload_events(ev, batch_config{});
+        const auto ev = build_all(json::serialize(entries));
+        const auto batches = app::group_payload_events(ev, batch_config{});
         REQUIRE(batches.size() == 4);
         CHECK(visitor_ids(batches[0]) == std::vector<std::string>{"f", "s"});
         CHECK(batches[3].url == eu_endpoint);
@@ -171,10 +203,10 @@ TEST_CASE("payload grouping is the batcher's: by whole context, in order, by bat
         json::array entries;
         for (int i = 0; i < 5; ++i)
             entries.push_back(conversion_entry("u" + std::to_string(i)));
-        const auto ev = detail::build_payload_events(json::serialize(entries), {});
+        const auto ev = build_all(json::serialize(entries));
         batch_config cfg;
         cfg.batch_size = 2;
-        const auto batches = detail::group_payload_events(ev, cfg);
+        const auto batches = app::group_payload_events(ev, cfg);
         REQUIRE(batches.size() == 3);
         CHECK(visitor_ids(batches[0]) == std::vector<std::string>{"u0", "u1"});
         CHECK(visitor_ids(batches[1]) == std::vector<std::string>{"u2", "u3"});
@@ -184,11 +216,11 @@ TEST_CASE("payload grouping is the batcher's: by whole context, in order, by bat
         json::object big = conversion_entry("big");
         big["attributes"] = {{"$opt_big", std::string(2000, 'x')}};
         const json::array entries = {conversion_entry("small"), big};
-        const auto ev = detail::build_payload_events(json::serialize(entries), {});
+        const auto ev = build_all(json::serialize(entries));
         batch_config cfg;
         cfg.max_batch_bytes = 1024;
         std::vector<std::size_t> too_large;
-        const auto batches = detail::group_payload_events(ev, cfg, &too_large);
+        const auto batches = app::group_payload_events(ev, cfg, &too_large);
         REQUIRE(batches.size() == 1);
         CHECK(visitor_ids(batches[0]) == std::vector<std::string>{"small"});
         CHECK(too_large == std::vector<std::size_t>{1});
@@ -199,9 +231,9 @@ TEST_CASE("payload output: url, http_verb, headers, params per batch", "[unit][o
     json::object eu = conversion_entry("e");
     eu["context"].as_object()["region"] = "EU";
     const json::array entries = {conversion_entry("u"), eu};
-    const auto ev = detail::build_payload_events(json::serialize(entries), {});
-    const auto batches = detail::group_payload_events(ev, batch_config{});
-    const std::string text = detail::write_payload_json(batches);
+    const auto ev = build_all(json::serialize(entries));
+    const auto batches = app::group_payload_events(ev, batch_config{});
+    const std::string text = app::write_payload_json(batches);
     const auto out = json::parse(text);
     REQUIRE(out.as_array().size() == 2);
     const auto& first = out.at(0);
@@ -211,7 +243,7 @@ TEST_CASE("payload output: url, http_verb, headers, params per batch", "[unit][o
     // params is the body, byte for byte.
     CHECK(text.find(batches[0].body) != std::string::npos);
     CHECK(out.at(1).at("url").as_string() == eu_endpoint);
-    CHECK(json::parse(detail::write_payload_json({})).as_array().empty());
+    CHECK(json::parse(app::write_payload_json({})).as_array().empty());
 }
 
 TEST_CASE("payload options: client and endpoint are evdispatch's, configurable",
@@ -219,19 +251,19 @@ TEST_CASE("payload options: client and endpoint are evdispatch's, configurable",
     json::object e = conversion_entry("u");
     e["context"].as_object()["client_name"] = "python-sdk";  // not used
     payload_input_options opts;
-    auto ev = detail::build_payload_event(e, 0, opts);
+    auto ev = app::build_payload_event(e, 0, opts).event;
     CHECK(ev->context->client_name == "evdispatch-cpp");
     CHECK(ev->context->endpoint == us_endpoint);
     opts.client_name = "svc";
     opts.client_version = "1.2.3";
     opts.endpoint = "http://127.0.0.1:9/v1/events";
-    ev = detail::build_payload_event(e, 0, opts);
+    ev = app::build_payload_event(e, 0, opts).event;
     CHECK(ev->context->client_name == "svc");
     CHECK(ev->context->client_version == "1.2.3");
     CHECK(ev->context->endpoint == "http://127.0.0.1:9/v1/events");
     // An entry may name its own endpoint.
     e["context"].as_object()["endpoint"] = "http://127.0.0.1:7/x";
-    CHECK(detail::build_payload_event(e, 0, {})->context->endpoint == "http://127.0.0.1:7/x");
+    CHECK(app::build_payload_event(e, 0, {}).event->context->endpoint == "http://127.0.0.1:7/x");
 }
 
 TEST_CASE("payload with a datafile: keys resolve, ids are checked, unknown keys refused",
@@ -246,7 +278,7 @@ TEST_CASE("payload with a datafile: keys resolve, ids are checked, unknown keys 
                               {"variation", {{"key", "211129"}}},
                               {"enabled", true},
                               {"attributes", {{"test_attribute", "x"}, {"other", 1}}}};
-    const auto ev = detail::build_payload_event(imp, 0, opts);
+    const auto ev = app::build_payload_event(imp, 0, opts).event;
     CHECK(ev->context == opts.datafile->context());
     const auto v = test::parse_visitor(ev);
     const auto& dec = v.at("snapshots").at(0).at("decisions").at(0);
@@ -279,17 +311,29 @@ TEST_CASE("payload with a datafile: keys resolve, ids are checked, unknown keys 
              {"variation", {{"key", "nope"}}}},
             "input[0].variation.key: 'nope' is not a variation"},
         bad{{{"kind", "impression"}}, "input[0].experiment: missing"},
+        // By keys through project_config::resolve_decision: the field is the key at fault.
         bad{{{"kind", "impression"}, {"flag_key", "nope"}, {"rule_key", "r"}},
-            "input[0].flag_key: flag key 'nope'"});
+            "input[0].flag_key: flag key 'nope'"},
+        bad{{{"kind", "impression"}, {"rule_key", "nope"}},
+            "input[0].rule_key: experiment key 'nope' is not in the datafile"},
+        bad{{{"kind", "impression"}, {"flag_key", "test_feature_in_rollout"}, {"rule_key", "r"}},
+            "input[0].rule_key: rule key 'r' is not a rule of flag"},
+        bad{{{"kind", "impression"},
+             {"flag_key", "test_feature_in_rollout"},
+             {"rule_key", "211127"},
+             {"variation", {{"key", "nope"}}}},
+            "input[0].variation.key: variation key 'nope' is not a variation of rule '211127'"},
+        bad{{{"kind", "impression"},
+             {"flag_key", "test_feature_in_rollout"},
+             {"variation", {{"key", "211129"}}}},
+            "input[0].variation.key: variation key '211129' given without a rule key"});
     json::object entry = conv;
     for (const auto& m : r.patch)
         entry[m.key()] = m.value();
     INFO(json::serialize(entry));
-    try {
-        detail::build_payload_event(entry, 0, opts);
-        FAIL("expected an error");
-    } catch (const detail::payload_input_error& e) {
-        CHECK(e.index() == 0);
-        CHECK_THAT(std::string(e.what()), Catch::Contains(r.mentions));
-    }
+    const auto pe = app::build_payload_event(entry, 0, opts);
+    CHECK_FALSE(pe.event);
+    REQUIRE(pe.error);
+    CHECK(pe.error->index == 0);
+    CHECK_THAT(app::to_string(*pe.error), Catch::Contains(r.mentions));
 }

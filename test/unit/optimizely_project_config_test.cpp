@@ -258,6 +258,48 @@ TEST_CASE("make_decision resolves flags, rules and variations by key", "[unit][o
     }
 }
 
+TEST_CASE("resolve_decision names the key at fault and leaves the decision as it was",
+          "[unit][optimizely]") {
+    const auto cfg = project_config::parse(test::read_text("datafile_features.json"));
+
+    decision d;
+    REQUIRE_FALSE(cfg->resolve_decision("test_feature_in_rollout", "211137", "211139", true, d));
+    const decision same = cfg->make_decision("test_feature_in_rollout", "211137", "211139", true);
+    CHECK(d.experiment_id == same.experiment_id);
+    CHECK(d.variation_id == same.variation_id);
+    CHECK(d.rule_type == same.rule_type);
+
+    struct bad {
+        std::string flag, rule, variation;
+        decision_field field;
+        std::string message;
+    };
+    const auto x =
+        GENERATE(bad{"nope", "test_experiment", "", decision_field::flag_key,
+                     "flag key 'nope' is not in the datafile"},
+                 bad{"", "nope", "", decision_field::rule_key,
+                     "experiment key 'nope' is not in the datafile"},
+                 bad{"", "211127", "", decision_field::rule_key,
+                     "rule key '211127' is a rollout rule: give the key of its flag"},
+                 bad{"test_feature_in_rollout", "test_experiment", "", decision_field::rule_key,
+                     "rule key 'test_experiment' is not a rule of flag 'test_feature_in_rollout'"},
+                 bad{"", "test_experiment", "nope", decision_field::variation_key,
+                     "variation key 'nope' is not a variation of rule 'test_experiment'"},
+                 bad{"test_feature_in_rollout", "", "211139", decision_field::variation_key,
+                     "variation key '211139' given without a rule key: give the rule key too"});
+    INFO(x.message);
+    decision out;
+    out.flag_key = "untouched";
+    const auto err = cfg->resolve_decision(x.flag, x.rule, x.variation, true, out);
+    REQUIRE(err);
+    CHECK(err->field == x.field);
+    CHECK(err->message == x.message);
+    CHECK(out.flag_key == "untouched");
+    // The throwing form says the same.
+    CHECK_THROWS_WITH(cfg->make_decision(x.flag, x.rule, x.variation, true),
+                      Catch::Contains(x.message));
+}
+
 TEST_CASE("a builder from a datafile: ids by key, unknown event key refused",
           "[unit][optimizely]") {
     const auto cfg = project_config::parse(test::read_text("datafile_multiple_experiments.json"));
@@ -294,5 +336,18 @@ TEST_CASE("a builder from a datafile: ids by key, unknown event key refused",
     CHECK(bare.make_conversion("u", {}, "test_event", nullptr, ec) == nullptr);
     CHECK(ec == make_error_code(error::unknown_event_key));
 
-    CHECK_THROWS_AS(event_builder(std::shared_ptr<const project_config>()), std::invalid_argument);
+    try {
+        event_builder{std::shared_ptr<const project_config>()};
+        FAIL("expected an error");
+    } catch (const boost::system::system_error& e) {
+        CHECK(e.code() == make_error_code(error::invalid_config));
+        CHECK_THAT(std::string(e.what()), Catch::Contains("project_config is null"));
+    }
+    try {
+        event_builder{context_ptr()};
+        FAIL("expected an error");
+    } catch (const boost::system::system_error& e) {
+        CHECK(e.code() == make_error_code(error::invalid_config));
+        CHECK_THAT(std::string(e.what()), Catch::Contains("context is null"));
+    }
 }

@@ -2,7 +2,8 @@
 
 #include "optimizely_test_support.hpp"
 
-#include <evdispatch/detail/payload_input.hpp>
+#include "evdispatch/payload_input.hpp"
+
 #include <evdispatch/sdk_batch.hpp>
 
 #include <catch2/catch.hpp>
@@ -13,10 +14,10 @@ using namespace evdispatch;
 namespace {
 
 std::vector<log_event> regroup(const std::vector<event_ptr>& events) {
-    std::vector<detail::payload_entry> entries;
+    std::vector<app::payload_entry> entries;
     for (std::size_t i = 0; i < events.size(); ++i)
         entries.push_back({i, events[i], {}});
-    return detail::group_payload_events(entries, batch_config{});
+    return app::group_payload_events(entries, batch_config{});
 }
 
 }  // namespace
