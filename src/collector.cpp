@@ -105,6 +105,8 @@ void validate_faults(const collector_faults& f) {
         check_header(v, "collector_faults::script_retry_after entry");
     if (f.retry_after_status != 0)
         check_status(f.retry_after_status, "collector_faults::retry_after_status");
+    if (f.fail_every != 0)
+        check_status(f.fail_status, "collector_faults::fail_status");
     check_header(f.retry_after, "collector_faults::retry_after");
 }
 
@@ -166,19 +168,21 @@ struct server_state {
     std::atomic<bool> faults_on{false};
     mutable std::mutex faults_mutex;
     collector_faults faults;     // guarded by faults_mutex
-    std::size_t script_pos = 0;  // guarded by faults_mutex: next script entry
+    std::size_t script_pos = 0;    // guarded by faults_mutex: next script entry
+    std::uint64_t fail_count = 0;  // guarded by faults_mutex: batches counted for fail_every
 
     void set_faults(collector_faults f) {
         std::lock_guard lock(faults_mutex);
         faults = std::move(f);
         script_pos = 0;
+        fail_count = 0;
         update_faults_on();
     }
 
     void update_faults_on() {
         const collector_faults& f = faults;
-        bool on = script_pos < f.script.size() || f.retry_after_status != 0 || f.stall ||
-                  f.reset_mid_request || f.close_after_response ||
+        bool on = script_pos < f.script.size() || f.retry_after_status != 0 ||
+                  f.fail_every != 0 || f.stall || f.reset_mid_request || f.close_after_response ||
                   f.max_requests_per_connection != 0 || f.accept_then_drop_response;
         // Release/acquire: a session that sees `on` also sees the faults that turned it on
         // (decide() locks faults_mutex anyway; this only orders the fast-path check).
@@ -218,6 +222,8 @@ struct server_state {
                         plan.retry_after = f.script_retry_after[script_pos];
                     ++script_pos;
                     update_faults_on();
+                } else if (f.fail_every != 0 && ++fail_count % f.fail_every == 0) {
+                    plan.status = f.fail_status;
                 } else if (f.retry_after_status != 0) {
                     plan.status = f.retry_after_status;
                     plan.retry_after = f.retry_after;
@@ -521,7 +527,7 @@ private:
                     state_->failed_events.fetch_add(keys_.size(), relaxed);
                     state_->failed_batches.fetch_add(1, relaxed);
                     set_text(status, "status " + std::to_string(status) +
-                                         " injected by the collector's fault script\n");
+                                         " injected by a collector fault\n");
                 }
                 if (!plan.retry_after.empty())
                     res_.set(http::field::retry_after, plan.retry_after);

@@ -8,18 +8,14 @@
 #include <evdispatch/evdispatch.hpp>
 
 #include "batcher.hpp"
+#include "guarded_thread.hpp"
 #include "support/tls_certs.hpp"
+#include "sync_client.hpp"
 #include "url.hpp"
 
-#include <boost/asio/connect.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
@@ -33,25 +29,27 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cinttypes>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <exception>
 #include <fstream>
 #include <future>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <set>
+#include <stdexcept>
+#include <stop_token>
 #include <thread>
 #include <vector>
 
 namespace evdispatch::app {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 namespace json = boost::json;
 using clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
@@ -90,7 +88,14 @@ struct run_result {
     double peak_rss_mb = 0;
     std::uint64_t collector_events = 0;
     bool balanced = true;
+    /// What the first failure of each reason said (for a diagnostic line; empty: none or no
+    /// text).
+    std::array<std::string, drop_reason_count> first_failure;
 };
+
+constexpr std::size_t index_of(drop_reason r) noexcept {
+    return static_cast<std::size_t>(r);
+}
 
 double peak_rss_mb() {
     rusage ru{};
@@ -173,55 +178,90 @@ context_ptr make_bench_context(const std::string& url) {
     return c;
 }
 
-// Runs `producers` threads that build and hand over events until the count or the time is
-// reached. `submit` returns true when the event was accepted.
-template <class Submit>
-void drive_producers(const bench_options& o, const context_ptr& ctx, Submit&& submit,
+// Runs `o.producers` threads that build and hand over events until the count or the time is
+// reached. Each thread first calls `make_producer(p)` and submits through what it returns (made
+// and destroyed on that thread): an object with `bool submit(event_ptr)` (true: accepted; timed
+// into hist[p]) and `void refused(clock::time_point end)` (called after a refusal, outside the
+// timing; `end` is when the run ends). `check_time_each_event`: look at the clock before every
+// event, not every 256 (for producers whose submit blocks). If a producer throws, the others
+// stop and the first exception is rethrown here once every producer has ended.
+template <class MakeProducer>
+void drive_producers(const bench_options& o, const context_ptr& ctx, MakeProducer&& make_producer,
                      std::vector<histogram>& hist, std::atomic<std::uint64_t>& submitted,
-                     std::atomic<bool>& stop) {
+                     std::atomic<bool>& stop, bool check_time_each_event = false) {
     workload wl(ctx);
     const auto start = clock::now();
-    const auto end = start + o.duration;
-    std::vector<std::thread> ts;
+    const auto end = o.events ? clock::time_point::max() : start + o.duration;
+    const std::uint64_t check_mask = check_time_each_event ? 0 : 255;
     hist.assign(o.producers, histogram{});
+    std::vector<guarded_thread> ts;  // joined by their destructors if starting one throws
+    ts.reserve(o.producers);
     for (unsigned p = 0; p < o.producers; ++p) {
-        ts.emplace_back([&, p] {
-            pthread_setname_np(pthread_self(), "ev-producer");
-            auto imp = workload::impression();
-            auto conv = workload::conversion();
-            const std::uint64_t quota =
-                o.events ? o.events / o.producers + (p < o.events % o.producers ? 1 : 0)
-                         : UINT64_MAX;
-            const double per_thread_rate = o.rate > 0 ? o.rate / o.producers : 0;
-            auto next = clock::now();
-            const auto interval = per_thread_rate > 0
-                                      ? std::chrono::duration_cast<clock::duration>(
-                                            std::chrono::duration<double>(1.0 / per_thread_rate))
-                                      : clock::duration::zero();
-            histogram& h = hist[p];
-            for (std::uint64_t i = 0; i < quota; ++i) {
-                if ((i & 255) == 0 &&
-                    (stop.load(std::memory_order_relaxed) || (!o.events && clock::now() >= end)))
-                    break;
-                if (per_thread_rate > 0) {
-                    next += interval;
-                    const auto now = clock::now();
-                    if (next > now)
-                        std::this_thread::sleep_until(next);
+        ts.emplace_back("ev-producer", [&, p](std::stop_token st) {
+            try {
+                auto producer = make_producer(p);
+                auto imp = workload::impression();
+                auto conv = workload::conversion();
+                const std::uint64_t quota =
+                    o.events ? o.events / o.producers + (p < o.events % o.producers ? 1 : 0)
+                             : UINT64_MAX;
+                const double per_thread_rate = o.rate > 0 ? o.rate / o.producers : 0;
+                auto next = clock::now();
+                const auto interval =
+                    per_thread_rate > 0 ? std::chrono::duration_cast<clock::duration>(
+                                              std::chrono::duration<double>(1.0 / per_thread_rate))
+                                        : clock::duration::zero();
+                histogram& h = hist[p];
+                for (std::uint64_t i = 0; i < quota; ++i) {
+                    if ((i & check_mask) == 0 && (stop.load(std::memory_order_relaxed) ||
+                                                  st.stop_requested() || clock::now() >= end))
+                        break;
+                    if (per_thread_rate > 0) {
+                        next += interval;
+                        const auto now = clock::now();
+                        if (next > now)
+                            std::this_thread::sleep_until(next);
+                    }
+                    auto ev = wl.make(i * o.producers + p, imp, conv);
+                    const auto k0 = ticks();
+                    const bool ok = producer.submit(std::move(ev));
+                    const auto k1 = ticks();
+                    h.record(k1 - k0);
+                    submitted.fetch_add(1, std::memory_order_relaxed);
+                    if (!ok)
+                        producer.refused(end);
                 }
-                auto ev = wl.make(i * o.producers + p, imp, conv);
-                const auto k0 = ticks();
-                const bool ok = submit(std::move(ev));
-                const auto k1 = ticks();
-                h.record(k1 - k0);
-                submitted.fetch_add(1, std::memory_order_relaxed);
-                if (!ok)
-                    std::this_thread::yield();  // queue full: let the dispatcher run
+            } catch (...) {
+                stop = true;
+                throw;
             }
         });
     }
-    for (auto& t : ts)
-        t.join();
+    std::exception_ptr first;
+    for (auto& t : ts) {
+        try {
+            t.join();
+        } catch (...) {
+            if (!first)
+                first = std::current_exception();
+        }
+    }
+    if (first)
+        std::rethrow_exception(first);
+}
+
+// Producer of the evdispatch and mutex runs: hands events over with `submit`; after a refusal
+// (queue full) it lets the dispatcher run.
+template <class Submit>
+struct handoff_producer {
+    Submit submit_fn;
+    bool submit(event_ptr ev) { return submit_fn(std::move(ev)); }
+    void refused(clock::time_point) { std::this_thread::yield(); }
+};
+
+template <class Submit>
+auto handoff(Submit fn) {
+    return [fn](unsigned) { return handoff_producer<Submit>{fn}; };
 }
 
 void progress_line(bool tty, double secs, std::uint64_t submitted, const metrics_snapshot& m) {
@@ -246,24 +286,20 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
     run_result r;
     r.name = mutex_handoff ? "mutex" : "evdispatch";
     const auto col_before = col ? col->stats() : collector_stats{};
-    asio::io_context io(1);
-    auto guard = asio::make_work_guard(io);
-    std::atomic<std::uint64_t> dispatcher_cpu_ns{0};
-    std::thread dispatcher_thread([&] {
-        pthread_setname_np(pthread_self(), "ev-dispatcher");
-        io.run();
-        timespec ts{};
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-        dispatcher_cpu_ns = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull +
-                            static_cast<std::uint64_t>(ts.tv_nsec);
-    });
 
-    histogram e2e;  // microseconds, recorded on the strand
+    // Written by the hooks on the dispatcher thread: declared before the io_context and the
+    // threads, so they outlive both.
+    histogram e2e;  // microseconds
     std::uint64_t batch_events = 0, batch_count = 0;
+    std::promise<close_report> closed;
     processor_hooks hooks;
     hooks.on_batch_result = [&](const batch_result& br) {
-        if (!br.delivered)
+        if (!br.delivered) {
+            auto& first = r.first_failure[index_of(br.reason)];
+            if (first.empty())
+                first = br.message.empty() ? br.ec.message() : std::string(br.message);
             return;
+        }
         for (auto t : br.created)
             e2e.record(static_cast<std::uint64_t>(
                 std::chrono::duration_cast<std::chrono::microseconds>(br.finished - t).count()));
@@ -272,68 +308,81 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
     };
     processor_config pc = o.proc;
     pc.endpoint = url;
+    asio::io_context io(1);
+    auto work = asio::make_work_guard(io);
+    // Made before any thread starts: a configuration it refuses throws with nothing running.
     auto proc = std::make_unique<batch_event_processor>(io.get_executor(), pc, hooks);
     auto ctx = make_bench_context(url);
 
+    // If anything below throws, unwinding stops this thread (io.stop()) and joins it before
+    // the processor and the io_context go; their pending handlers are then destroyed unrun.
+    std::atomic<std::uint64_t> dispatcher_cpu_ns{0};
+    guarded_thread dispatcher("ev-dispatcher", [&](std::stop_token st) {
+        std::stop_callback on_stop(st, [&] { io.stop(); });
+        io.run();
+        timespec ts{};
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        dispatcher_cpu_ns = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull +
+                            static_cast<std::uint64_t>(ts.tv_nsec);
+    });
+
     std::atomic<std::uint64_t> submitted{0};
-    std::atomic<bool> stop{false}, done{false};
+    std::atomic<bool> stop{false};
     const auto start = clock::now();
     const bool tty = o.progress && isatty(STDERR_FILENO);
-    std::thread progress([&] {
-        auto next = start + 1s;
-        while (!done.load()) {
-            std::this_thread::sleep_for(50ms);
-            if (clock::now() < next)
-                continue;
-            next += 1s;
-            if (o.progress)
+    guarded_thread progress;
+    if (o.progress)
+        progress = guarded_thread("ev-progress", [&](std::stop_token st) {
+            auto next = start + 1s;
+            while (!st.stop_requested()) {
+                std::this_thread::sleep_for(50ms);
+                if (clock::now() < next)
+                    continue;
+                next += 1s;
                 progress_line(tty, std::chrono::duration<double>(clock::now() - start).count(),
                               submitted.load(), proc->metrics());
-        }
-    });
+            }
+        });
     tick_calibration cal;
     std::vector<histogram> hist;
-    std::uint64_t mutex_refused = 0;
     if (!mutex_handoff) {
-        drive_producers(
-            o, ctx,
-            [&](event_ptr ev) { return proc->process(std::move(ev)) == process_result::accepted; },
-            hist, submitted, stop);
+        drive_producers(o, ctx, handoff([&](event_ptr ev) {
+                            return proc->process(std::move(ev)) == process_result::accepted;
+                        }),
+                        hist, submitted, stop);
     } else {
         std::mutex mu;
-        std::condition_variable cv;
+        std::condition_variable_any cv;
         std::deque<event_ptr> queue;
         bool producers_done = false;
-        std::thread consumer([&] {
+        guarded_thread consumer("ev-consumer", [&](std::stop_token st) {
             std::deque<event_ptr> local;
             for (;;) {
                 {
                     std::unique_lock lk(mu);
-                    cv.wait(lk, [&] { return !queue.empty() || producers_done; });
+                    if (!cv.wait(lk, st, [&] { return !queue.empty() || producers_done; }))
+                        return;  // stop requested: the run is being unwound
                     if (queue.empty() && producers_done)
                         return;
                     local.swap(queue);
                 }
                 for (auto& ev : local)
-                    if (proc->process(std::move(ev)) != process_result::accepted)
-                        ++mutex_refused;
+                    (void)proc->process(std::move(ev));  // refusals: counted by the processor
                 local.clear();
             }
         });
         const std::size_t cap = o.proc.queue_capacity;
-        drive_producers(
-            o, ctx,
-            [&](event_ptr ev) {
-                {
-                    std::lock_guard lk(mu);
-                    if (queue.size() >= cap)
-                        return false;  // bounded, like the ring
-                    queue.push_back(std::move(ev));
-                }
-                cv.notify_one();
-                return true;
-            },
-            hist, submitted, stop);
+        drive_producers(o, ctx, handoff([&](event_ptr ev) {
+                            {
+                                std::lock_guard lk(mu);
+                                if (queue.size() >= cap)
+                                    return false;  // bounded, like the ring
+                                queue.push_back(std::move(ev));
+                            }
+                            cv.notify_one();
+                            return true;
+                        }),
+                        hist, submitted, stop);
         {
             std::lock_guard lk(mu);
             producers_done = true;
@@ -343,20 +392,29 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
     }
     const double ns_per_tick = cal.ns_per_tick();
 
-    std::promise<close_report> closed;
     proc->async_close(o.close_timeout,
                       [&](boost::system::error_code, close_report rep) { closed.set_value(rep); });
-    const close_report rep = closed.get_future().get();
+    auto closing = closed.get_future();
+    // The close deadline bounds this; the margin only guards against a dispatcher thread that
+    // died (its exception is rethrown by join()).
+    if (closing.wait_for(o.close_timeout + 30s) != std::future_status::ready) {
+        dispatcher.request_stop();
+        dispatcher.join();
+        throw std::runtime_error("the processor did not finish closing");
+    }
+    const close_report rep = closing.get();
     const auto finish = clock::now();
-    done = true;
+    progress.request_stop();
     progress.join();
     if (tty)
         std::fprintf(stderr, "\n");
     proc.reset();
-    guard.reset();
-    io.run_for(2s);  // let sockets close
-    io.stop();
-    dispatcher_thread.join();
+    work.reset();
+    // Let the sockets close: run() returns once no work is left; after 2 s stop it anyway.
+    for (const auto until = clock::now() + 2s; !io.stopped() && clock::now() < until;)
+        std::this_thread::sleep_for(10ms);
+    dispatcher.request_stop();
+    dispatcher.join();
     const std::uint64_t cpu = dispatcher_cpu_ns.load();
 
     histogram all;
@@ -368,8 +426,7 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
     r.delivered = m.delivered;
     r.dropped = m.dropped;
     if (mutex_handoff)  // refused at the mutex queue (full) never reached the processor
-        r.dropped[static_cast<std::size_t>(drop_reason::queue_full)] +=
-            submitted.load() - m.submitted();
+        r.dropped[index_of(drop_reason::queue_full)] += submitted.load() - m.submitted();
     r.seconds = std::chrono::duration<double>(finish - start).count();
     r.delivered_per_sec = static_cast<double>(m.delivered) / r.seconds;
     r.p50 = static_cast<std::uint64_t>(static_cast<double>(all.quantile(0.50)) * ns_per_tick);
@@ -394,14 +451,85 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
     return r;
 }
 
+// Counters the producers of a sync baseline share.
+struct sync_totals {
+    std::atomic<std::uint64_t> delivered{0}, connections{0};
+    std::array<std::atomic<std::uint64_t>, drop_reason_count> failed{};
+    std::mutex first_failure_mutex;
+    std::array<std::string, drop_reason_count> first_failure;  // guarded by first_failure_mutex
+
+    void count_failure(drop_reason reason, const std::string& what) {
+        if (failed[index_of(reason)].fetch_add(1, std::memory_order_relaxed) != 0)
+            return;
+        std::lock_guard lock(first_failure_mutex);
+        first_failure[index_of(reason)] = what;
+    }
+};
+
+// A producer of a sync baseline: one blocking POST per event through its own sync_client (its
+// own io_context and connection), made and destroyed on the producer thread. Failures are
+// counted by reason, as the processor counts drops. After a failed connect the producer waits
+// before its next event: 10 ms, doubling up to 250 ms, reset by a connection that works; a
+// receiver that is down then costs a few attempts per second per producer, not a busy loop.
+class sync_producer {
+public:
+    sync_producer(const sync_client_config& cfg, asio::ssl::context* tls, const std::string& prefix,
+                  sync_totals& totals)
+        : client_(cfg, tls), prefix_(prefix), totals_(totals) {}
+
+    bool submit(event_ptr ev) {
+        std::string body = prefix_;
+        body += ev->visitor_json;
+        body += "]}";
+        const auto opened = client_.connections_opened();
+        const attempt_outcome out = client_.post(std::move(body));
+        totals_.connections.fetch_add(client_.connections_opened() - opened,
+                                      std::memory_order_relaxed);
+        if (!out.ec && out.status >= 200 && out.status < 300) {
+            totals_.delivered.fetch_add(1, std::memory_order_relaxed);
+            backoff_ = 0ms;
+            return true;
+        }
+        totals_.count_failure(retry_policy::classify(out).first, client_.last_error());
+        if (!client_.last_failure_was_connect())
+            backoff_ = 0ms;
+        else
+            backoff_ = backoff_.count() == 0
+                           ? 10ms
+                           : std::min<std::chrono::milliseconds>(backoff_ * 2, 250ms);
+        return false;
+    }
+
+    void refused(clock::time_point end) {
+        if (backoff_.count() > 0)
+            std::this_thread::sleep_until(std::min(clock::now() + backoff_, end));
+    }
+
+private:
+    sync_client client_;
+    const std::string& prefix_;
+    sync_totals& totals_;
+    std::chrono::milliseconds backoff_{0};
+};
+
 // Baseline "sync": one blocking POST per event on the producer thread over a new connection
 // each time (what a synchronous SDK dispatcher without a session does). "sync-keepalive": the
 // same, but each producer keeps its connection open (a synchronous dispatcher at its best).
+// Same transport rules as the processor: TLS verified with --ca-file, the processor's connect
+// and request timeouts. No retries: a failed POST drops its event, counted by reason.
 run_result run_sync_baseline(const bench_options& o, const std::string& url, collector* col,
                              bool keep_alive) {
     run_result r;
     r.name = keep_alive ? "sync-keepalive" : "sync";
-    const auto parsed = detail::parse_endpoint_url(url);  // host, port, target
+    sync_client_config cc;
+    cc.url = detail::parse_endpoint_url(url);  // run_bench checked it
+    cc.keep_alive = keep_alive;
+    cc.connect_timeout = o.proc.http.connect_timeout;
+    cc.request_timeout = o.proc.http.request_timeout;
+    cc.max_response_bytes = o.proc.http.max_response_bytes;
+    std::unique_ptr<asio::ssl::context> tls;
+    if (cc.url.tls)
+        tls = make_sync_tls_context(o.proc.tls.ca_file);
 
     const auto before = col ? col->stats() : collector_stats{};
     bench_options bo = o;
@@ -411,65 +539,27 @@ run_result run_sync_baseline(const bench_options& o, const std::string& url, col
     std::string prefix;
     detail::write_envelope_prefix(prefix, *ctx);
 
-    std::atomic<std::uint64_t> submitted{0}, delivered{0}, failed{0}, reconnects{0};
+    sync_totals totals;
+    std::atomic<std::uint64_t> submitted{0};
     std::atomic<bool> stop{false};
-    std::mutex conn_mu;
-    std::vector<std::unique_ptr<beast::tcp_stream>> streams;
-    std::vector<std::unique_ptr<beast::flat_buffer>> buffers;
-    asio::io_context io;
-    thread_local beast::tcp_stream* tl_stream = nullptr;
-    thread_local beast::flat_buffer* tl_buffer = nullptr;
-
     std::vector<histogram> hist;
     const auto start = clock::now();
     tick_calibration cal;
     drive_producers(
-        bo, ctx,
-        [&](event_ptr ev) {
-            if (!keep_alive && tl_stream) {
-                boost::system::error_code ignored;
-                tl_stream->socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-                tl_stream->socket().close(ignored);
-                tl_stream->connect(asio::ip::tcp::resolver(io).resolve(parsed.host, parsed.port));
-                ++reconnects;
-                tl_buffer->clear();
-            }
-            if (!tl_stream) {
-                auto s = std::make_unique<beast::tcp_stream>(io);
-                asio::ip::tcp::resolver res(io);
-                s->connect(res.resolve(parsed.host, parsed.port));
-                std::lock_guard lk(conn_mu);
-                tl_stream = s.get();
-                streams.push_back(std::move(s));
-                buffers.push_back(std::make_unique<beast::flat_buffer>());
-                tl_buffer = buffers.back().get();
-            }
-            http::request<http::string_body> req{http::verb::post, parsed.target, 11};
-            req.set(http::field::host, parsed.host);
-            req.set(http::field::content_type, "application/json");
-            req.body() = prefix;
-            req.body() += ev->visitor_json;
-            req.body() += "]}";
-            req.prepare_payload();
-            boost::system::error_code ec;
-            http::write(*tl_stream, req, ec);
-            http::response<http::string_body> res;
-            if (!ec)
-                http::read(*tl_stream, *tl_buffer, res, ec);
-            if (!ec && res.result_int() / 100 == 2) {
-                ++delivered;
-                return true;
-            }
-            ++failed;
-            return false;
-        },
-        hist, submitted, stop);
+        bo, ctx, [&](unsigned) { return sync_producer(cc, tls.get(), prefix, totals); }, hist,
+        submitted, stop, true);
     const double ns_per_tick = cal.ns_per_tick();
     const auto finish = clock::now();
     r.submitted = submitted;
     r.accepted = submitted;
-    r.delivered = delivered;
-    r.dropped[static_cast<std::size_t>(drop_reason::network_error)] = failed;
+    r.delivered = totals.delivered;
+    std::uint64_t failed = 0;
+    for (auto reason : all_drop_reasons) {
+        const auto i = index_of(reason);
+        r.dropped[i] = totals.failed[i];
+        failed += r.dropped[i];
+    }
+    r.first_failure = totals.first_failure;
     r.seconds = std::chrono::duration<double>(finish - start).count();
     r.delivered_per_sec = static_cast<double>(r.delivered) / r.seconds;
     histogram all;
@@ -482,17 +572,13 @@ run_result run_sync_baseline(const bench_options& o, const std::string& url, col
     r.e2e_p99_ms = r.p99 / 1e6;
     r.batches = r.delivered;
     r.mean_batch_events = 1;
-    r.connections_opened = streams.size() + reconnects.load();
+    r.connections_opened = totals.connections;
     r.peak_rss_mb = peak_rss_mb();
     r.balanced = r.submitted == r.delivered + failed;
     if (col) {
         const auto s = col->stats();
         r.duplicates = s.duplicates - before.duplicates;
         r.collector_events = s.unique_events - before.unique_events;
-    }
-    for (auto& s : streams) {
-        boost::system::error_code ignored;
-        s->socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     }
     return r;
 }
@@ -576,9 +662,10 @@ bool apply_fault(collector& col, const std::string& name) {
     if (name == "close-after-response") {
         f.close_after_response = true;
     } else if (name.rfind("max-requests=", 0) == 0) {
-        option_parser n({"n"}, {});
-        n.parse({"--n", name.substr(13)});
-        f.max_requests_per_connection = static_cast<unsigned>(n.u64("n", 1, 1, 1'000'000));
+        option_parser n({"collector-fault"}, {});  // so that a bad N names the option
+        n.parse({"--collector-fault", name.substr(13)});
+        f.max_requests_per_connection =
+            static_cast<unsigned>(n.u64("collector-fault", 1, 1, 1'000'000));
     } else if (name == "5xx-burst") {
         f.retry_after_status = 503;
     } else if (name == "429-burst") {
@@ -619,10 +706,38 @@ const char* bench_help =
     "                          max-requests=N, 5xx-burst, 429-burst, reset-burst,\n"
     "                          stall-burst, drop-responses-burst (bursts last the first second)\n"
     "  --url URL               send to a receiver you run instead of the embedded collector\n"
-    "  --ca-file FILE          extra CA bundle for an https --url\n"
+    "                          (http:// or https://; checked before anything starts)\n"
+    "  --ca-file FILE          extra CA bundle for an https --url (the system store is trusted\n"
+    "                          too; the certificate must name the URL's host)\n"
     "  --close-timeout T       deadline for delivering what is left at the end (default 30s)\n"
     "  --json                  print one JSON object on stdout instead of the table\n"
-    "  --quiet                 no progress lines\n";
+    "  --quiet                 no progress lines\n"
+    "Events not delivered are counted by reason (connect_failed, timeout, tls_verify_failed,\n"
+    "server_error, rejected_4xx, network_error, ...), in the table and under \"dropped\" in the\n"
+    "JSON; stderr gets the first error of each reason. The sync baselines do not retry: a\n"
+    "failed POST drops its event. They use the processor's timeouts (connect 5 s, request\n"
+    "10 s) and, after a failed connect, a producer waits 10 ms (doubling up to 250 ms) before\n"
+    "its next event.\n"
+    "Exit status: 0 the run finished and its accounting balances; 3 the same, but the\n"
+    "evdispatch run delivered no event at all (receiver down, refusing or unverifiable); the\n"
+    "table or JSON is printed all the same; 1 accounting does not balance, the collector\n"
+    "counted fewer events than reported delivered, or another failure; 2 bad usage (options,\n"
+    "--url, --ca-file).\n";
+
+// One stderr line per reason a run dropped events for, with what its first failure said.
+void report_failures(const run_result& r) {
+    for (auto reason : all_drop_reasons) {
+        const auto i = index_of(reason);
+        std::string first = r.first_failure[i];
+        while (!first.empty() && std::isspace(static_cast<unsigned char>(first.back())))
+            first.pop_back();
+        if (r.dropped[i] == 0 || first.empty())
+            continue;
+        std::fprintf(
+            stderr, "evdispatch bench: %s: %" PRIu64 " events not delivered (%s), first: %s\n",
+            r.name.c_str(), r.dropped[i], std::string(to_string(reason)).c_str(), first.c_str());
+    }
+}
 
 }  // namespace
 
@@ -668,11 +783,33 @@ int run_bench(const args& a) {
         throw usage_error("--flush-interval must be at least 1ms");
     if (o.duration.count() == 0 && o.events == 0)
         throw usage_error("--duration must be positive when --events is not given");
-
-    std::unique_ptr<collector> col;
+    if (p.has("url")) {
+        // The library's own parser, before any thread starts: what it refuses is bad usage.
+        detail::parsed_url parsed;
+        try {
+            parsed = detail::parse_endpoint_url(o.url);
+        } catch (const boost::system::system_error& e) {
+            // what() is "<what the parser said>: <the code's text>": keep the first part.
+            std::string why = e.what();
+            const std::string code_text = ": " + std::string(e.code().what());
+            if (why.size() > code_text.size() && why.ends_with(code_text))
+                why.resize(why.size() - code_text.size());
+            throw usage_error("--url: " + why +
+                              " (expected http://HOST[:PORT]/PATH or https://HOST[:PORT]/PATH)");
+        }
+        if (parsed.tls && !o.proc.tls.ca_file.empty()) {
+            try {
+                (void)make_sync_tls_context(o.proc.tls.ca_file);
+            } catch (const boost::system::system_error& e) {
+                throw usage_error("--ca-file: cannot load \"" + o.proc.tls.ca_file +
+                                  "\" as a PEM CA bundle (" + e.code().message() + ")");
+            }
+        }
+    }
     std::unique_ptr<test::tls_certs> certs;
+    std::unique_ptr<collector> col;
     std::string url = o.url;
-    std::thread fault_clearer;
+    guarded_thread fault_clearer;  // declared after col: stopped and joined before it goes
     if (url.empty()) {
         collector_config cc;
         cc.delay = o.collector_delay;
@@ -688,8 +825,11 @@ int run_bench(const args& a) {
         if (!o.collector_fault.empty()) {
             const bool burst = apply_fault(*col, o.collector_fault);
             if (burst)
-                fault_clearer = std::thread([c = col.get()] {
-                    std::this_thread::sleep_for(1s);
+                fault_clearer = guarded_thread("ev-faults", [c = col.get()](std::stop_token st) {
+                    std::mutex m;
+                    std::condition_variable_any cv;
+                    std::unique_lock lk(m);
+                    cv.wait_for(lk, st, 1s, [] { return false; });
                     c->set_faults({});
                 });
         }
@@ -699,13 +839,13 @@ int run_bench(const args& a) {
                      o.producers, url.c_str(), o.proc.batch.batch_size,
                      o.proc.http.max_connections);
     const run_result ours = run_ours(o, url, col.get());
-    if (fault_clearer.joinable())
-        fault_clearer.join();
+    fault_clearer.join();
     std::optional<run_result> base;
     if (o.baseline != "none") {
         if (o.progress)
-            std::fprintf(stderr, "baseline %s: one blocking POST per event...\n",
-                         o.baseline.c_str());
+            std::fprintf(stderr, "baseline %s: %s...\n", o.baseline.c_str(),
+                         o.baseline == "mutex" ? "mutex + condition variable hand-off"
+                                               : "one blocking POST per event");
         if (o.baseline == "mutex") {
             bench_options mo = o;
             if (!o.events)
@@ -746,7 +886,11 @@ int run_bench(const args& a) {
     } else {
         print_table(ours, base ? &*base : nullptr);
     }
-    if (!ours.balanced) {
+    std::fflush(stdout);
+    report_failures(ours);
+    if (base)
+        report_failures(*base);
+    if (!ours.balanced || (base && !base->balanced)) {
         std::fprintf(stderr, "evdispatch bench: accounting does not balance\n");
         return 1;
     }
@@ -756,6 +900,10 @@ int run_bench(const args& a) {
                      "evdispatch bench: the collector counted fewer events than "
                      "were reported delivered\n");
         return 1;
+    }
+    if (ours.accepted > 0 && ours.delivered == 0) {
+        std::fprintf(stderr, "evdispatch bench: no event was delivered to %s\n", url.c_str());
+        return 3;
     }
     return 0;
 }
@@ -930,9 +1078,9 @@ int run_sweep(const args& a) {
     auto parse_u64s = [&](const char* name, const char* def) {
         std::vector<std::uint64_t> out;
         for (auto& item : split_list(p.str(name, def))) {
-            option_parser one({"v"}, {});
-            one.parse({"--v", item});
-            out.push_back(one.u64("v", 0));
+            option_parser one({name}, {});  // so that a bad item names the option
+            one.parse({std::string("--") + name, item});
+            out.push_back(one.u64(name, 0));
         }
         if (out.empty())
             throw usage_error(std::string("--") + name + " is empty");
@@ -943,9 +1091,9 @@ int run_sweep(const args& a) {
     const auto delays = parse_u64s("collector-delays", "0");
     std::vector<std::chrono::milliseconds> flushes;
     for (auto& item : split_list(p.str("flush-intervals", "10ms,100ms,1s"))) {
-        option_parser one({"v"}, {});
-        one.parse({"--v", item});
-        flushes.push_back(one.ms("v", 0ms));
+        option_parser one({"flush-intervals"}, {});
+        one.parse({"--flush-intervals", item});
+        flushes.push_back(one.ms("flush-intervals", 0ms));
         if (flushes.back().count() <= 0)
             throw usage_error("--flush-intervals: must be >= 1ms");
     }

@@ -5,12 +5,19 @@
 
 #include <evdispatch/collector.hpp>
 
+#include "support/tls_certs.hpp"
+
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <system_error>
 
 namespace evdispatch::app {
 
@@ -18,10 +25,15 @@ namespace {
 
 const char* collector_help =
     "usage: evdispatch collector [options]\n"
-    "  --listen HOST:PORT        address to listen on (default 127.0.0.1:0; port 0 picks one)\n"
+    "  --listen HOST:PORT        address to listen on (default 127.0.0.1:0; port 0 picks one;\n"
+    "                            an IPv6 address in brackets: [::1]:8080)\n"
     "  --url-host NAME           host name printed in the URL (e.g. localhost for TLS)\n"
     "  --tls-cert FILE           serve HTTPS with this certificate chain (PEM)...\n"
     "  --tls-key FILE            ...and this private key (PEM)\n"
+    "  --tls-self-signed DIR     serve HTTPS with a CA and a certificate for localhost,\n"
+    "                            127.0.0.1 and ::1 made now: writes DIR/ca.pem (give it to\n"
+    "                            clients, e.g. bench --ca-file), DIR/cert.pem, DIR/key.pem;\n"
+    "                            the URL names localhost unless --url-host says otherwise\n"
     "  --threads N               server threads (default 1)\n"
     "  --status CODE             status for accepted batches (default 204)\n"
     "  --delay-ms N              delay every response by N ms\n"
@@ -31,6 +43,8 @@ const char* collector_help =
     "                            (e.g. 500,503,204), then normally\n"
     "  --retry-after-status S    answer every batch with status S and a Retry-After header...\n"
     "  --retry-after V           ...whose value is V (seconds or an HTTP-date)\n"
+    "  --fail-every N            answer every Nth batch (N, 2N, ...) with --fail-status\n"
+    "  --fail-status S           status of those answers (default 503)\n"
     "  --stall                   read requests, never answer\n"
     "  --reset                   reset the connection in the middle of each request\n"
     "  --close-after-response    close the connection after each response\n"
@@ -39,7 +53,8 @@ const char* collector_help =
     "other:\n"
     "  --duration T              stop by itself after T (default: run until SIGINT/SIGTERM)\n"
     "  --quiet                   no per-second stats lines\n"
-    "GET /stats on the collector answers its counters as JSON.\n";
+    "GET /stats on the collector answers its counters as JSON. Once listening, the first line\n"
+    "on stdout is 'evdispatch collector listening on URL (port N)'.\n";
 
 boost::json::object stats_json(const collector_stats& s) {
     boost::json::object o;
@@ -79,36 +94,63 @@ std::vector<unsigned> parse_statuses(const std::string& s) {
     return out;
 }
 
+// Makes a CA and a server certificate for localhost, 127.0.0.1 and ::1 (the set bench --tls
+// uses), writes DIR/ca.pem, DIR/cert.pem and DIR/key.pem (owner-only), and points `cfg` at them.
+void write_self_signed(const std::string& dir, collector_config& cfg) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec)
+        throw std::runtime_error("--tls-self-signed: cannot create the directory \"" + dir +
+                                 "\": " + ec.message());
+    const test::tls_certs made;  // in a temporary directory, removed at the end of this scope
+    const fs::path out(dir);
+    const auto copy = [&](const std::string& from, const char* name) {
+        const fs::path to = out / name;
+        fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
+        if (ec)
+            throw std::runtime_error("--tls-self-signed: cannot write " + to.string() + ": " +
+                                     ec.message());
+        return to.string();
+    };
+    const auto owner_only = fs::perms::owner_read | fs::perms::owner_write;
+    copy(made.ca.cert, "ca.pem");
+    cfg.tls_cert_file = copy(made.server.cert, "cert.pem");
+    // The copy takes the source's mode: make the key owner-only before and after copying.
+    fs::permissions(made.server.key, owner_only, fs::perm_options::replace, ec);
+    cfg.tls_key_file = copy(made.server.key, "key.pem");
+    fs::permissions(cfg.tls_key_file, owner_only, fs::perm_options::replace, ec);
+}
+
 }  // namespace
 
 int run_collector(const args& a) {
-    option_parser p({"listen", "url-host", "tls-cert", "tls-key", "threads", "status", "delay-ms",
-                     "max-body-bytes", "fault-script", "retry-after-status", "retry-after",
-                     "max-requests-per-connection", "duration"},
-                    {"stall", "reset", "close-after-response", "drop-responses", "quiet", "help"});
+    option_parser p(
+        {"listen", "url-host", "tls-cert", "tls-key", "tls-self-signed", "threads", "status",
+         "delay-ms", "max-body-bytes", "fault-script", "retry-after-status", "retry-after",
+         "fail-every", "fail-status", "max-requests-per-connection", "duration"},
+        {"stall", "reset", "close-after-response", "drop-responses", "quiet", "help"});
     p.parse(a);
     if (p.flag("help")) {
         std::fputs(collector_help, stdout);
         return 0;
     }
     collector_config cfg;
-    const std::string listen = p.str("listen", "127.0.0.1:0");
-    const auto colon = listen.rfind(':');
-    if (colon == std::string::npos)
-        throw usage_error("--listen must be HOST:PORT");
-    cfg.listen_address = listen.substr(0, colon);
-    if (cfg.listen_address.size() > 2 && cfg.listen_address.front() == '[')
-        cfg.listen_address = cfg.listen_address.substr(1, cfg.listen_address.size() - 2);
-    {
-        option_parser port_parser({"port"}, {});
-        port_parser.parse({"--port", listen.substr(colon + 1)});
-        cfg.port = static_cast<unsigned short>(port_parser.u64("port", 0, 0, 65535));
-    }
+    const auto listen = parse_host_port("listen", p.str("listen", "127.0.0.1:0"), 0);
+    cfg.listen_address = listen.host;
+    cfg.port = listen.port;
     cfg.url_host = p.str("url-host", "");
     cfg.tls_cert_file = p.str("tls-cert", "");
     cfg.tls_key_file = p.str("tls-key", "");
     if (cfg.tls_cert_file.empty() != cfg.tls_key_file.empty())
         throw usage_error("--tls-cert and --tls-key go together");
+    const std::string self_signed_dir = p.str("tls-self-signed", "");
+    if (p.has("tls-self-signed")) {
+        if (self_signed_dir.empty())
+            throw usage_error("--tls-self-signed needs a directory");
+        if (!cfg.tls_cert_file.empty())
+            throw usage_error("--tls-self-signed and --tls-cert/--tls-key exclude each other");
+    }
     cfg.threads = static_cast<unsigned>(p.u64("threads", 1, 1, 64));
     cfg.success_status = static_cast<unsigned>(p.u64("status", 204, 200, 299));
     cfg.delay = std::chrono::milliseconds(p.u64("delay-ms", 0, 0, 3'600'000));
@@ -127,8 +169,17 @@ int run_collector(const args& a) {
     faults.max_requests_per_connection =
         static_cast<unsigned>(p.u64("max-requests-per-connection", 0, 0, 1'000'000));
     faults.accept_then_drop_response = p.flag("drop-responses");
+    faults.fail_every = static_cast<unsigned>(p.u64("fail-every", 0, 0, 1'000'000'000));
+    faults.fail_status = static_cast<unsigned>(p.u64("fail-status", 503, 200, 599));
+    if (p.has("fail-status") && faults.fail_every == 0)
+        throw usage_error("--fail-status needs --fail-every N (N >= 1)");
     const auto duration = p.ms("duration", std::chrono::milliseconds(0), "s");
     const bool quiet = p.flag("quiet");
+    if (!self_signed_dir.empty()) {
+        write_self_signed(self_signed_dir, cfg);
+        if (cfg.url_host.empty())
+            cfg.url_host = "localhost";
+    }
 
     // Signals are taken synchronously by this thread; block them before any thread starts.
     sigset_t set;
@@ -137,8 +188,18 @@ int run_collector(const args& a) {
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
-    collector col(cfg);
-    col.set_faults(faults);
+    cfg.faults = faults;
+    std::optional<collector> col_holder;
+    try {
+        col_holder.emplace(cfg);
+    } catch (const boost::system::system_error& e) {
+        // What the collector refuses in its configuration (faults, address) is bad usage; a
+        // port in use or a TLS file it cannot read is not.
+        if (e.code() == boost::system::errc::invalid_argument)
+            throw usage_error(e.what());
+        throw;
+    }
+    collector& col = *col_holder;
     std::printf("evdispatch collector listening on %s (port %u)\n", col.url().c_str(),
                 static_cast<unsigned>(col.port()));
     std::fflush(stdout);

@@ -1,5 +1,7 @@
 #include "options.hpp"
 
+#include <boost/asio/ip/address.hpp>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -105,6 +107,47 @@ std::chrono::milliseconds option_parser::ms(const std::string& name, std::chrono
         throw usage_error("--" + name + ": '" + it->second +
                           "' is not a duration (e.g. 250ms, 2s, 1m)");
     return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(v * scale)));
+}
+
+host_port parse_host_port(const std::string& name, const std::string& value, unsigned min_port) {
+    auto bad = [&](const std::string& why) {
+        return usage_error("--" + name + ": '" + value + "': " + why);
+    };
+    std::string host, port;
+    if (!value.empty() && value.front() == '[') {
+        const auto close = value.find(']');
+        if (close == std::string::npos)
+            throw bad("no ']' after the IPv6 address");
+        host = value.substr(1, close - 1);
+        if (close + 1 >= value.size() || value[close + 1] != ':')
+            throw bad("no port (HOST:PORT, e.g. [::1]:8080)");
+        port = value.substr(close + 2);
+    } else {
+        const auto colon = value.rfind(':');
+        if (colon == std::string::npos)
+            throw bad("no port (HOST:PORT, e.g. 127.0.0.1:8080)");
+        host = value.substr(0, colon);
+        if (host.find(':') != std::string::npos)
+            throw bad("an IPv6 address goes in brackets (e.g. [::1]:8080)");
+        port = value.substr(colon + 1);
+    }
+    if (host.empty())
+        throw bad("no host");
+    boost::system::error_code ec;
+    boost::asio::ip::make_address(host, ec);
+    if (ec)
+        throw bad("'" + host + "' is not an IP address");
+    if (port.empty())
+        throw bad("no port");
+    unsigned v = 0;
+    const auto r = std::from_chars(port.data(), port.data() + port.size(), v);
+    if (r.ptr != port.data() + port.size() ||
+        (r.ec != std::errc{} && r.ec != std::errc::result_out_of_range))
+        throw bad("the port '" + port + "' is not a decimal number");
+    if (r.ec == std::errc::result_out_of_range || v < min_port || v > 65535)
+        throw bad("the port " + port + " is out of range [" + std::to_string(min_port) +
+                  ", 65535]");
+    return {host, static_cast<unsigned short>(v)};
 }
 
 }  // namespace evdispatch::app

@@ -43,4 +43,15 @@ private:
     std::vector<std::pair<std::string, std::string>> order_;
 };
 
+/// An IP address and a port, from a HOST:PORT option value.
+struct host_port {
+    std::string host;  ///< An IPv4 or IPv6 address, without brackets.
+    unsigned short port = 0;
+};
+
+/// Parses the value of option `--name` as HOST:PORT, an IPv6 host in brackets ([::1]:8080). The
+/// host must be an IP address and the port a decimal number in [min_port, 65535]. Throws
+/// usage_error naming the option and what is wrong.
+host_port parse_host_port(const std::string& name, const std::string& value, unsigned min_port);
+
 }  // namespace evdispatch::app

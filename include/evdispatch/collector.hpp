@@ -18,7 +18,7 @@ namespace evdispatch {
 /// Unless a field says otherwise a fault applies to batch requests (`POST` to a path ending in
 /// `/events`); `GET /stats` is always answered normally so a test can watch the counters.
 /// When several are set, the first that applies wins, in this order: reset_mid_request, stall,
-/// accept_then_drop_response, script, retry_after_status. close_after_response and
+/// accept_then_drop_response, script, fail_every, retry_after_status. close_after_response and
 /// max_requests_per_connection apply to every response, on top of the others. `delay`
 /// (collector_config::delay, collector::set_delay) delays every response, faulty ones included.
 struct collector_faults {
@@ -61,6 +61,15 @@ struct collector_faults {
     /// server accepted the batch" case, which produces duplicates when the client retries.
     /// Counted in collector_stats::dropped_responses (and batches, events...). Default false.
     bool accept_then_drop_response = false;
+    /// When not 0, every fail_every-th valid batch not covered by `script` (the fail_every-th,
+    /// the 2*fail_every-th, ... counted over all connections since set_faults()) is answered
+    /// with fail_status: an endpoint that fails a steady share of requests. A non-2xx answer
+    /// counts the batch in collector_stats::failed_batches, as a scripted one. The other
+    /// batches are answered normally (or with retry_after_status). Default 0 (off).
+    unsigned fail_every = 0;
+    /// Status of the fail_every answers, 200..599 (checked when fail_every is not 0).
+    /// Default 503.
+    unsigned fail_status = 503;
 };
 
 /// How the collector listens and answers.
@@ -105,8 +114,9 @@ struct collector_stats {
     std::uint64_t duplicates = 0;      ///< Events whose uuid had been seen before.
     std::uint64_t rejected = 0;        ///< Requests answered 4xx (invalid body, wrong target...).
     std::uint64_t bytes = 0;           ///< Body bytes of accepted batches.
-    std::uint64_t failed_batches = 0;  ///< Valid batches answered non-2xx by a fault (script or
-                                       ///< retry_after_status); their events are not counted.
+    std::uint64_t failed_batches = 0;  ///< Valid batches answered non-2xx by a fault (script,
+                                       ///< fail_every or retry_after_status); their events are
+                                       ///< not counted.
     std::uint64_t failed_events = 0;   ///< Events in failed_batches.
     std::uint64_t stalled = 0;         ///< Batch requests left unanswered by the stall fault.
     std::uint64_t resets = 0;          ///< Connections reset by reset_mid_request.
@@ -168,6 +178,7 @@ public:
     /// answered keeps its fate) and restarts the script. `set_faults({})` turns them all off.
     /// Throws boost::system::system_error (invalid_argument) if `f` is invalid: a status
     /// outside 200..599, script_retry_after longer than script, a non-printable Retry-After.
+    /// Restarts the fail_every count too.
     void set_faults(collector_faults f);
     /// The faults in force (the script as given, including entries already answered).
     collector_faults faults() const;

@@ -364,6 +364,46 @@ TEST_CASE("the script runs before retry_after_status", "[integration][collector]
     REQUIRE_FALSE(c.error());
 }
 
+TEST_CASE("fail_every answers every Nth valid batch with fail_status",
+          "[integration][collector][faults]") {
+    collector col(collector_config{.faults = {.fail_every = 3, .fail_status = 503}});
+    client c(col.port());
+    std::vector<unsigned> statuses;
+    for (unsigned i = 0; i < 7; ++i) {
+        statuses.push_back(c.post(make_batch(2, 10 * i)).status);
+        // Neither an invalid batch nor GET /stats counts towards fail_every.
+        CHECK(c.post("{}").status == 400);
+        CHECK(c.request(http::verb::get, "/stats").status == 200);
+    }
+    REQUIRE_FALSE(c.error());
+    CHECK(statuses == std::vector<unsigned>{204, 204, 503, 204, 204, 503, 204});
+    auto s = col.stats();
+    CHECK(s.failed_batches == 2);
+    CHECK(s.failed_events == 4);
+    CHECK(s.batches == 5);
+    CHECK(s.events == 10);
+    CHECK(s.rejected == 7);
+
+    // Counted over all connections; set_faults restarts the count; the script goes first.
+    col.set_faults({.script = {500}, .fail_every = 2, .fail_status = 429});
+    client d(col.port());
+    CHECK(c.post(make_batch(1, 100)).status == 500);  // script
+    CHECK(d.post(make_batch(1, 101)).status == 204);  // 1st counted
+    CHECK(c.post(make_batch(1, 102)).status == 429);  // 2nd
+    CHECK(d.post(make_batch(1, 103)).status == 204);  // 3rd
+    CHECK(d.post(make_batch(1, 104)).status == 429);  // 4th
+    REQUIRE_FALSE(c.error());
+    REQUIRE_FALSE(d.error());
+    CHECK(col.stats().failed_batches == 2 + 3);
+
+    // A 2xx fail_status accepts the batch.
+    col.set_faults({.fail_every = 1, .fail_status = 202});
+    CHECK(c.post(make_batch(1, 200)).status == 202);
+    CHECK(col.stats().failed_batches == 5);
+    col.set_faults({});
+    CHECK(c.post(make_batch(1, 201)).status == 204);
+}
+
 TEST_CASE("faults changed under concurrent load keep the accounting exact",
           "[integration][collector][faults]") {
     collector col(collector_config{.threads = 2});
@@ -427,7 +467,9 @@ TEST_CASE("invalid faults are refused with a clear error", "[integration][collec
                  collector_faults{.script = {503}, .script_retry_after = {"1", "2"}},
                  collector_faults{.script = {503}, .script_retry_after = {"1\r\nX: y"}},
                  collector_faults{.retry_after_status = 1000},
-                 collector_faults{.retry_after_status = 429, .retry_after = "1\n"});
+                 collector_faults{.retry_after_status = 429, .retry_after = "1\n"},
+                 collector_faults{.fail_every = 2, .fail_status = 99},
+                 collector_faults{.fail_every = 1, .fail_status = 600});
     CHECK_THROWS_AS(collector(collector_config{.faults = bad}), boost::system::system_error);
 
     collector col(collector_config{.faults = {.script = {500}}});

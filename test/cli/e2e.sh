@@ -1,0 +1,205 @@
+#!/bin/sh
+# End-to-end checks of the evdispatch program, run by ctest (test/CMakeLists.txt):
+#
+#   e2e.sh EVDISPATCH receiver http|https|https-untrusted BASELINE
+#       Starts `evdispatch collector` in the background on 127.0.0.1 (port 0: it picks one,
+#       read from its first line) answering 503 to every 4th batch (https: with a CA and
+#       certificate it makes in a temporary directory), runs `bench --url` against it with
+#       --baseline BASELINE and checks the exit status and the JSON (delivered, dropped by
+#       reason, accounting_balanced), then stops the collector and checks its final counters.
+#       https-untrusted: bench is not given the CA, so every event fails certificate
+#       verification (exit status 3).
+#   e2e.sh EVDISPATCH unreachable URL BASELINE
+#       bench --url URL where nothing listens: exit status 3, JSON with every event dropped as
+#       connect_failed.
+#   e2e.sh EVDISPATCH usage OPTION ARGS...
+#       `evdispatch ARGS...` must exit with status 2, print nothing on stdout and name OPTION
+#       on stderr.
+#
+# Only 127.0.0.1 / localhost is contacted. Every process is bounded in time (timeout(1), and
+# the collector's own --duration) and the collector is stopped on every way out (trap).
+
+set -u
+
+evd=$1
+what=$2
+shift 2
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/evdispatch-e2e.XXXXXX") || exit 1
+collector_pid=
+cleanup() {
+    if [ -n "$collector_pid" ]; then
+        kill "$collector_pid" 2>/dev/null
+        wait "$collector_pid" 2>/dev/null
+    fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 125' INT TERM HUP PIPE
+
+fail() {
+    echo "FAIL: $*" >&2
+    for f in "$tmp"/*.out "$tmp"/*.err; do
+        [ -s "$f" ] && { echo "--- $(basename "$f")" >&2; cat "$f" >&2; }
+    done
+    exit 1
+}
+
+# check_json FILE EXPR...: each Python expression must be true, with d = the JSON object.
+check_json() {
+    python3 - "$@" <<'EOF' || fail "JSON checks failed"
+import json, sys
+path, exprs = sys.argv[1], sys.argv[2:]
+try:
+    d = json.load(open(path))
+except Exception as e:
+    sys.exit("not one JSON object in %s: %s" % (path, e))
+bad = [e for e in exprs if not eval(e, {"d": d})]
+for e in bad:
+    print("check failed: " + e, file=sys.stderr)
+sys.exit(1 if bad else 0)
+EOF
+}
+
+# Runs `evdispatch bench` with the arguments given; sets bench_rc.
+run_bench() {
+    timeout 240 "$evd" bench --json --quiet "$@" >"$tmp/bench.out" 2>"$tmp/bench.err"
+    bench_rc=$?
+}
+
+case $what in
+receiver)
+    scheme=$1
+    baseline=$2
+    set -- --listen 127.0.0.1:0 --fail-every 4 --fail-status 503 --duration 600s --quiet
+    case $scheme in
+        http) ;;
+        https | https-untrusted) set -- "$@" --tls-self-signed "$tmp/tls" ;;
+        *) fail "unknown scheme $scheme" ;;
+    esac
+    "$evd" collector "$@" >"$tmp/collector.out" 2>"$tmp/collector.err" &
+    collector_pid=$!
+    port=
+    tries=0
+    while [ -z "$port" ]; do
+        kill -0 "$collector_pid" 2>/dev/null || fail "the collector exited early"
+        tries=$((tries + 1))
+        [ "$tries" -le 600 ] || fail "the collector did not start listening within 60 s"
+        sleep 0.1
+        port=$(sed -n 's/^evdispatch collector listening on .* (port \([0-9][0-9]*\))$/\1/p' \
+            "$tmp/collector.out")
+    done
+    case $scheme in
+        http) url=http://127.0.0.1:$port/v1/events; set -- ;;
+        https) url=https://localhost:$port/v1/events; set -- --ca-file "$tmp/tls/ca.pem" ;;
+        https-untrusted) url=https://localhost:$port/v1/events; set -- ;;
+    esac
+    run_bench --url "$url" "$@" --events 5000 --producers 2 --baseline "$baseline" \
+        --baseline-duration 1s --close-timeout 60s
+
+    kill -TERM "$collector_pid"
+    wait "$collector_pid"
+    collector_rc=$?
+    collector_pid=
+    [ "$collector_rc" -eq 0 ] || fail "the collector exited with status $collector_rc"
+    sed -n 's/^final: //p' "$tmp/collector.out" >"$tmp/final.json"
+
+    if [ "$scheme" = https-untrusted ]; then
+        [ "$bench_rc" -eq 3 ] || fail "bench exited with status $bench_rc, expected 3"
+        check_json "$tmp/bench.out" \
+            "d['delivered'] == 0 and d['accepted'] > 0" \
+            "d['dropped'].get('tls_verify_failed') == d['accepted']" \
+            "d['accounting_balanced'] is True"
+        case $baseline in
+        sync | sync-keepalive | mutex)
+            check_json "$tmp/bench.out" \
+                "d['baseline']['delivered'] == 0" \
+                "d['baseline']['dropped'].get('tls_verify_failed', 0) > 0" \
+                "d['baseline']['accounting_balanced'] is True" ;;
+        esac
+        check_json "$tmp/final.json" "d['batches'] == 0" "d['tls_handshake_failures'] > 0"
+        grep -q 'certificate verification failed' "$tmp/bench.err" ||
+            fail "bench did not say why verification failed"
+        exit 0
+    fi
+
+    [ "$bench_rc" -eq 0 ] || fail "bench exited with status $bench_rc, expected 0"
+    check_json "$tmp/bench.out" \
+        "d['config']['url'] == '$url'" \
+        "d['accounting_balanced'] is True" \
+        "d['delivered'] > 0" \
+        "d['delivered'] + sum(d['dropped'].values()) == d['submitted']" \
+        "set(d['dropped']) <= {'queue_full', 'server_error'}"
+    case $baseline in
+    sync | sync-keepalive)
+        # No retries: every 4th POST is answered 503 and its event is dropped as server_error.
+        check_json "$tmp/bench.out" \
+            "d['baseline']['accounting_balanced'] is True" \
+            "d['baseline']['delivered'] > 0" \
+            "set(d['baseline']['dropped']) == {'server_error'}" \
+            "d['baseline']['delivered'] + d['baseline']['dropped']['server_error'] == d['baseline']['submitted']" ;;
+    mutex)
+        check_json "$tmp/bench.out" \
+            "d['baseline']['accounting_balanced'] is True" \
+            "d['baseline']['delivered'] > 0" \
+            "set(d['baseline']['dropped']) <= {'queue_full', 'server_error'}" ;;
+    none)
+        check_json "$tmp/bench.out" "'baseline' not in d" ;;
+    *) fail "unknown baseline $baseline" ;;
+    esac
+    # The receiver's view: the fault fired, and it saw every event reported delivered.
+    base_delivered=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); \
+print(d.get('baseline', {}).get('delivered', 0) + d['delivered'])" "$tmp/bench.out")
+    check_json "$tmp/final.json" \
+        "d['failed_batches'] > 0" \
+        "d['unique_events'] >= $base_delivered"
+    if [ "$scheme" = https ]; then
+        check_json "$tmp/final.json" "d['tls_handshakes'] > 0"
+    fi
+    ;;
+
+unreachable)
+    url=$1
+    baseline=$2
+    run_bench --url "$url" --events 2000 --producers 2 --baseline "$baseline" \
+        --baseline-duration 1s --close-timeout 60s
+    [ "$bench_rc" -eq 3 ] || fail "bench exited with status $bench_rc, expected 3"
+    check_json "$tmp/bench.out" \
+        "d['accepted'] == 2000 and d['delivered'] == 0" \
+        "d['dropped'] == {'connect_failed': 2000}" \
+        "d['accounting_balanced'] is True"
+    case $baseline in
+    sync | sync-keepalive)
+        check_json "$tmp/bench.out" \
+            "d['baseline']['delivered'] == 0" \
+            "d['baseline']['submitted'] > 0" \
+            "d['baseline']['dropped'] == {'connect_failed': d['baseline']['submitted']}" \
+            "d['baseline']['accounting_balanced'] is True" ;;
+    mutex)
+        check_json "$tmp/bench.out" \
+            "d['baseline']['delivered'] == 0" \
+            "d['baseline']['dropped'].get('connect_failed', 0) > 0" \
+            "d['baseline']['accounting_balanced'] is True" ;;
+    none)
+        check_json "$tmp/bench.out" "'baseline' not in d" ;;
+    *) fail "unknown baseline $baseline" ;;
+    esac
+    grep -q 'no event was delivered' "$tmp/bench.err" || fail "bench did not say why it exits 3"
+    ;;
+
+usage)
+    option=$1
+    shift
+    timeout 60 "$evd" "$@" >"$tmp/usage.out" 2>"$tmp/usage.err"
+    rc=$?
+    [ "$rc" -eq 2 ] || fail "'evdispatch $*' exited with status $rc, expected 2"
+    [ -s "$tmp/usage.out" ] && fail "'evdispatch $*' printed on stdout"
+    grep -q -e "$option" "$tmp/usage.err" || fail "the message does not name $option"
+    cat "$tmp/usage.err"
+    ;;
+
+*)
+    fail "unknown case $what"
+    ;;
+esac
+exit 0
