@@ -84,6 +84,7 @@ struct run_result {
     std::uint64_t batches = 0;
     double mean_batch_events = 0;
     std::uint64_t connections_opened = 0;
+    std::uint64_t outages = 0, probes = 0, outage_ms = 0, held_peak_events = 0;
     double dispatcher_cpu_ns_per_event = 0;
     double peak_rss_mb = 0;
     std::uint64_t collector_events = 0;
@@ -266,16 +267,20 @@ auto handoff(Submit fn) {
 
 void progress_line(bool tty, double secs, std::uint64_t submitted, const metrics_snapshot& m) {
     const double rate = secs > 0 ? static_cast<double>(m.delivered) / secs : 0;
+    const auto state = std::string(to_string(m.state));
     if (tty)
         std::fprintf(stderr,
                      "\r  %5.1fs  sent %10" PRIu64 "  delivered %10" PRIu64
-                     "  %9.0f ev/s  queue %6" PRIu64 "  in-flight %2" PRIu64 "   ",
-                     secs, submitted, m.delivered, rate, m.queue_depth, m.in_flight);
+                     "  %9.0f ev/s  queue %6" PRIu64 "  in-flight %2" PRIu64
+                     "  endpoint %-7s held %8" PRIu64 "   ",
+                     secs, submitted, m.delivered, rate, m.queue_depth, m.in_flight,
+                     state.c_str(), m.held_events);
     else
         std::fprintf(stderr,
                      "  %5.1fs sent=%" PRIu64 " delivered=%" PRIu64 " rate=%.0f/s queue=%" PRIu64
-                     " in_flight=%" PRIu64 "\n",
-                     secs, submitted, m.delivered, rate, m.queue_depth, m.in_flight);
+                     " in_flight=%" PRIu64 " endpoint=%s held=%" PRIu64 "\n",
+                     secs, submitted, m.delivered, rate, m.queue_depth, m.in_flight,
+                     state.c_str(), m.held_events);
 }
 
 // `mutex_handoff`: the "mutex" baseline. Producers push into a mutex + condition variable +
@@ -306,6 +311,22 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
         batch_events += br.events;
         ++batch_count;
     };
+    if (o.progress)
+        hooks.on_endpoint_state = [tty = isatty(STDERR_FILENO) != 0](const endpoint_change& c) {
+            if (c.to == endpoint_state::probing)
+                return;  // one line per probe would drown the rest
+            std::fprintf(stderr, "%sendpoint %.*s %s -> %s", tty ? "\n" : "",
+                         static_cast<int>(c.url.size()), c.url.data(),
+                         std::string(to_string(c.from)).c_str(),
+                         std::string(to_string(c.to)).c_str());
+            if (c.to == endpoint_state::up)
+                std::fprintf(stderr, " after an outage of %lld ms\n",
+                             static_cast<long long>(c.outage.count()));
+            else
+                std::fprintf(stderr, " (%u failures: %.*s), next probe in %lld ms\n", c.failures,
+                             static_cast<int>(c.message.size()), c.message.data(),
+                             static_cast<long long>(c.next_probe.count()));
+        };
     processor_config pc = o.proc;
     pc.endpoint = url;
     asio::io_context io(1);
@@ -330,19 +351,22 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
     std::atomic<bool> stop{false};
     const auto start = clock::now();
     const bool tty = o.progress && isatty(STDERR_FILENO);
-    guarded_thread progress;
-    if (o.progress)
-        progress = guarded_thread("ev-progress", [&](std::stop_token st) {
-            auto next = start + 1s;
-            while (!st.stop_requested()) {
-                std::this_thread::sleep_for(50ms);
-                if (clock::now() < next)
-                    continue;
-                next += 1s;
-                progress_line(tty, std::chrono::duration<double>(clock::now() - start).count(),
-                              submitted.load(), proc->metrics());
-            }
-        });
+    // Samples the metrics every 50 ms (the peak of held events) and prints a line a second.
+    std::atomic<std::uint64_t> held_peak{0};
+    guarded_thread progress("ev-progress", [&](std::stop_token st) {
+        auto next = start + 1s;
+        while (!st.stop_requested()) {
+            std::this_thread::sleep_for(50ms);
+            const auto m = proc->metrics();
+            if (m.held_events > held_peak.load(std::memory_order_relaxed))
+                held_peak.store(m.held_events, std::memory_order_relaxed);
+            if (!o.progress || clock::now() < next)
+                continue;
+            next += 1s;
+            progress_line(tty, std::chrono::duration<double>(clock::now() - start).count(),
+                          submitted.load(), m);
+        }
+    });
     tick_calibration cal;
     std::vector<histogram> hist;
     if (!mutex_handoff) {
@@ -438,6 +462,10 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
     r.mean_batch_events =
         batch_count ? static_cast<double>(batch_events) / static_cast<double>(batch_count) : 0;
     r.connections_opened = m.connections_opened;
+    r.outages = m.outages;
+    r.probes = m.probes;
+    r.outage_ms = m.outage_ms;
+    r.held_peak_events = held_peak.load();
     r.dispatcher_cpu_ns_per_event =
         m.delivered ? static_cast<double>(cpu) / static_cast<double>(m.delivered) : 0;
     r.peak_rss_mb = peak_rss_mb();
@@ -604,6 +632,10 @@ json::object to_json(const run_result& r) {
     o["batches"] = r.batches;
     o["mean_batch_events"] = r.mean_batch_events;
     o["connections_opened"] = r.connections_opened;
+    o["outages"] = r.outages;
+    o["probes"] = r.probes;
+    o["outage_ms"] = r.outage_ms;
+    o["held_peak_events"] = r.held_peak_events;
     o["dispatcher_cpu_ns_per_event"] = r.dispatcher_cpu_ns_per_event;
     o["peak_rss_mb"] = r.peak_rss_mb;
     o["accounting_balanced"] = r.balanced;
@@ -645,6 +677,12 @@ void print_table(const run_result& r, const run_result* base) {
     row("batches (mean events)",
         [&](const run_result& x) { return u(x.batches) + " (" + f(x.mean_batch_events, 1) + ")"; });
     row("connections opened", [&](const run_result& x) { return u(x.connections_opened); });
+    if (r.outages || (base && base->outages)) {
+        row("endpoint outages (ms down)",
+            [&](const run_result& x) { return u(x.outages) + " (" + u(x.outage_ms) + ")"; });
+        row("probes / held peak events",
+            [&](const run_result& x) { return u(x.probes) + " / " + u(x.held_peak_events); });
+    }
     row("dispatcher CPU ns/event",
         [&](const run_result& x) { return f(x.dispatcher_cpu_ns_per_event, 0); });
     row("peak RSS MB", [&](const run_result& x) { return f(x.peak_rss_mb, 1); });

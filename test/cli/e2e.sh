@@ -10,8 +10,9 @@
 #       https-untrusted: bench is not given the CA, so every event fails certificate
 #       verification (exit status 3).
 #   e2e.sh EVDISPATCH unreachable URL BASELINE
-#       bench --url URL where nothing listens: exit status 3, JSON with every event dropped as
-#       connect_failed.
+#       bench --url URL where nothing listens: exit status 3; the processor finds the endpoint
+#       down (an outage, probed) and holds every event until --close-timeout, then drops them
+#       as close_deadline; the sync baselines count connect_failed.
 #   e2e.sh EVDISPATCH usage OPTION ARGS...
 #       `evdispatch ARGS...` must exit with status 2, print nothing on stdout and name OPTION
 #       on stderr.
@@ -162,11 +163,12 @@ unreachable)
     url=$1
     baseline=$2
     run_bench --url "$url" --events 2000 --producers 2 --baseline "$baseline" \
-        --baseline-duration 1s --close-timeout 60s
+        --baseline-duration 1s --close-timeout 2s
     [ "$bench_rc" -eq 3 ] || fail "bench exited with status $bench_rc, expected 3"
     check_json "$tmp/bench.out" \
         "d['accepted'] == 2000 and d['delivered'] == 0" \
-        "d['dropped'] == {'connect_failed': 2000}" \
+        "d['dropped'] == {'close_deadline': 2000}" \
+        "d['outages'] == 1 and d['probes'] >= 1 and d['held_peak_events'] > 0" \
         "d['accounting_balanced'] is True"
     case $baseline in
     sync | sync-keepalive)
@@ -178,7 +180,8 @@ unreachable)
     mutex)
         check_json "$tmp/bench.out" \
             "d['baseline']['delivered'] == 0" \
-            "d['baseline']['dropped'].get('connect_failed', 0) > 0" \
+            "d['baseline']['dropped'].get('close_deadline', 0) > 0" \
+            "d['baseline']['outages'] == 1" \
             "d['baseline']['accounting_balanced'] is True" ;;
     none)
         check_json "$tmp/bench.out" "'baseline' not in d" ;;
