@@ -726,7 +726,7 @@ std::shared_ptr<detail::processor_state> make_state(asio::any_io_executor ex,
     auto st = std::make_shared<detail::processor_state>(ex, cfg, std::move(hooks));
     if (!dispatcher)
         dispatcher = std::make_shared<http_event_dispatcher>(st->strand, cfg.endpoint, cfg.http,
-                                                             cfg.tls);
+                                                             cfg.tls, st->hooks.resolver);
     st->dispatcher = std::move(dispatcher);
     st->max_in_flight = std::max<std::size_t>(1, st->dispatcher->max_in_flight());
     st->publish();

@@ -354,6 +354,8 @@ TEST_CASE("invalid configuration is refused with a message naming the field",
          error::invalid_url, "empty port"},
         {"port not a number", [](auto& c) { c.endpoint = "http://127.0.0.1:80a/v1/events"; },
          error::invalid_url, "is not a number"},
+        {"negative dns_ttl", [](auto& c) { c.http.dns_ttl = -1ms; }, error::invalid_config,
+         "http.dns_ttl"},
     };
     for (const auto& r : rows) {
         DYNAMIC_SECTION(r.name) {
