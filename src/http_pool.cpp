@@ -30,9 +30,9 @@
 #include <openssl/x509v3.h>
 
 #include <charconv>
-#include <exception>
 #include <map>
 #include <optional>
+#include <utility>
 #include <vector>
 
 namespace evdispatch {
@@ -204,7 +204,7 @@ struct http_pool : std::enable_shared_from_this<http_pool> {
         };
         try {
             resolver->async_resolve(ep.url.host, ep.url.port, deliver);
-        } catch (const std::exception&) {
+        } catch (...) {
             // Reported like any failed resolution, later, on our executor (does nothing if
             // the resolver answered before throwing).
             deliver(asio::error::no_recovery, std::vector<tcp::endpoint>{});

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <future>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -518,6 +519,23 @@ TEST_CASE("a failed resolution without cached addresses fails with resolve_faile
     CHECK(res.at(0).ec == error::resolve_failed);
     CHECK(res.at(0).reason == drop_reason::connect_failed);
     CHECK_THAT(res.message(0), Catch::Contains("events.test:9"));
+}
+
+TEST_CASE("a resolver that throws counts as a failed resolution", "[integration][resolver]") {
+    struct throwing_resolver final : host_resolver {
+        void async_resolve(std::string, std::string,
+                           asio::any_completion_handler<resolve_signature>) override {
+            throw std::runtime_error("no resolver today");
+        }
+    };
+    results res;
+    auto cfg = named_config(9);
+    batch_event_processor p(cfg, res.hooks(std::make_shared<throwing_resolver>()));
+    event_builder b(test::make_context(cfg.endpoint));
+    send(p, b, 0, 5);
+    flush(p);
+    REQUIRE(res.count() == 1);
+    CHECK(res.at(0).ec == error::resolve_failed);
 }
 
 TEST_CASE("IP-literal hosts are never resolved", "[integration][resolver]") {
