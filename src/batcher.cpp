@@ -1,5 +1,7 @@
 #include "batcher.hpp"
 
+#include "core/config_check.hpp"
+
 #include "json_writer.hpp"
 
 #include <algorithm>
@@ -32,13 +34,7 @@ log_event make_log_event(closed_batch& b) {
     return le;
 }
 
-batcher::batcher(const batch_config& cfg) : cfg_(cfg) {
-    if (cfg.batch_size == 0) throw std::invalid_argument("batch.batch_size must be at least 1");
-    if (cfg.flush_interval.count() <= 0)
-        throw std::invalid_argument("batch.flush_interval must be at least 1 ms");
-    if (cfg.max_batch_bytes < 1024)
-        throw std::invalid_argument("batch.max_batch_bytes must be at least 1024");
-}
+batcher::batcher(const batch_config& cfg) : cfg_(cfg) { check_config(cfg); }
 
 batcher::open_batch* batcher::find(const context_ptr& ctx) noexcept {
     // Events built from the same datafile share the context pointer: compare pointers first.

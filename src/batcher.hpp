@@ -47,7 +47,8 @@ inline constexpr std::string_view envelope_suffix = "]}";
 
 class batcher {
 public:
-    /// Throws std::invalid_argument on batch_size 0, flush_interval <= 0 or
+    /// Throws boost::system::system_error (error::invalid_config) on batch_size 0,
+    /// flush_interval <= 0 or
     /// max_batch_bytes < 1024.
     explicit batcher(const batch_config& cfg);
 

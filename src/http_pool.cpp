@@ -1,10 +1,14 @@
 // http_event_dispatcher: Beast HTTP/1.1 (plain or TLS) over per-endpoint pools of keep-alive
-// connections. Everything here runs on one strand (the processor's): no locks.
+// connections. Everything here runs on one strand (the processor's): no locks. The one thing
+// that comes from another thread, a resolver's answer, comes through a resolve_job.
 
+#include <evdispatch/host_resolver.hpp>
 #include <evdispatch/http_event_dispatcher.hpp>
-#include <evdispatch/processor.hpp>
 #include <evdispatch/retry_policy.hpp>
 
+#include "address_cache.hpp"
+#include "core/config_check.hpp"
+#include "resolve_job.hpp"
 #include "url.hpp"
 
 #include <boost/asio/connect.hpp>
@@ -28,6 +32,7 @@
 #include <charconv>
 #include <map>
 #include <optional>
+#include <utility>
 #include <vector>
 
 namespace evdispatch {
@@ -38,14 +43,14 @@ namespace http = beast::http;
 namespace ssl = asio::ssl;
 using boost::system::error_code;
 using tcp = asio::ip::tcp;
+using clock = std::chrono::steady_clock;
 
 namespace detail {
 
+struct http_exchange;
+
 namespace {
 
-[[noreturn]] void throw_config(const std::string& what) {
-    throw boost::system::system_error(make_error_code(error::invalid_config), what);
-}
 
 bool is_stale_error(const error_code& ec) {
     return ec == asio::error::eof || ec == http::error::end_of_stream ||
@@ -94,27 +99,36 @@ struct endpoint_pool {
     std::string header_prefix;  // request line + fixed headers, up to Content-Length value
     std::vector<std::shared_ptr<connection>> idle;
     std::size_t busy = 0;
+    // Addresses: `literal` for an IP-literal host (never resolved), else the cache, the one
+    // resolution running (if any) and the exchanges waiting for it.
+    std::vector<tcp::endpoint> literal;
+    address_cache addresses;
+    std::shared_ptr<resolve_job> resolving;
+    std::vector<std::weak_ptr<http_exchange>> waiting;
 };
 
 struct http_pool : std::enable_shared_from_this<http_pool> {
-    http_pool(asio::any_io_executor ex, std::string url, http_config h, tls_config t)
-        : executor(std::move(ex)), default_url(std::move(url)), http(std::move(h)), tls(std::move(t)) {
-        if (http.max_connections == 0) throw_config("http.max_connections must be at least 1");
-        if (http.connect_timeout.count() <= 0)
-            throw_config("http.connect_timeout must be at least 1 ms");
-        if (http.request_timeout.count() <= 0)
-            throw_config("http.request_timeout must be at least 1 ms");
-        if (http.max_response_bytes < 256)
-            throw_config("http.max_response_bytes must be at least 256");
+    http_pool(asio::any_io_executor ex, std::string url, http_config h, tls_config t,
+              std::shared_ptr<host_resolver> r)
+        : executor(std::move(ex))
+        , default_url(std::move(url))
+        , http(std::move(h))
+        , tls(std::move(t))
+        , resolver(r ? std::move(r) : std::make_shared<system_host_resolver>()) {
+        check_config(http);
         if (http.user_agent.empty()) http.user_agent = "evdispatch/" + std::string(version());
         // Parse now so that a bad URL fails at construction.
         endpoint_for(default_url);
     }
 
+    // Late answers of resolutions still running must find the jobs cancelled (resolve_job).
+    ~http_pool() { abandon_resolutions(); }
+
     asio::any_io_executor executor;
     std::string default_url;
     http_config http;
     tls_config tls;
+    std::shared_ptr<host_resolver> resolver;
     std::unique_ptr<ssl::context> tls_ctx;
     std::map<std::string, endpoint_pool, std::less<>> pools;
     std::vector<std::shared_ptr<connection>> busy_connections;
@@ -151,9 +165,54 @@ struct http_pool : std::enable_shared_from_this<http_pool> {
                         e.what());
             }
         }
+        if (p.url.host_is_ip) {
+            error_code ec;
+            const auto address = asio::ip::make_address(p.url.host, ec);
+            if (ec)
+                throw boost::system::system_error(
+                    make_error_code(error::invalid_url),
+                    "invalid endpoint URL \"" + std::string(url) + "\": bad IP address");
+            p.literal.emplace_back(address, p.url.port_number);
+        }
         p.header_prefix = "POST " + p.url.target + " HTTP/1.1\r\nHost: " + p.url.host_header +
                           "\r\nUser-Agent: " + http.user_agent + "\r\n";
         return pools.emplace(std::string(url), std::move(p)).first->second;
+    }
+
+    // Starts the one resolution of `ep` (address_cache::lookup said so). The answer comes
+    // back through the job onto our executor, to on_resolved, unless the pool is gone or has
+    // shut down by then.
+    void start_resolution(endpoint_pool& ep) {
+        auto job = std::make_shared<resolve_job>(executor);
+        ep.resolving = job;
+        std::weak_ptr<http_pool> weak = weak_from_this();
+        endpoint_pool* e = &ep;  // std::map nodes never move; used only while the pool lives
+        auto deliver = [job, weak, e](error_code ec, std::vector<tcp::endpoint> a) {
+            job->post([job, weak, e, ec, a = std::move(a)]() mutable {
+                if (auto pool = weak.lock()) pool->on_resolved(*e, job, ec, std::move(a));
+            });
+        };
+        try {
+            resolver->async_resolve(ep.url.host, ep.url.port, deliver);
+        } catch (...) {
+            // Reported like any failed resolution, later, on our executor (does nothing if
+            // the resolver answered before throwing).
+            deliver(asio::error::no_recovery, std::vector<tcp::endpoint>{});
+        }
+    }
+
+    void on_resolved(endpoint_pool& ep, const std::shared_ptr<resolve_job>& job, error_code ec,
+                     std::vector<tcp::endpoint> a);  // after http_exchange
+
+    // shutdown() and the destructor: nothing waits for a running resolution any more, and its
+    // answer is dropped whenever it comes.
+    void abandon_resolutions() noexcept {
+        for (auto& [k, p] : pools) {
+            if (!p.resolving) continue;
+            p.resolving->cancel();
+            p.resolving.reset();
+            p.addresses.abandon();
+        }
     }
 
     std::size_t busy_total() const noexcept {
@@ -163,11 +222,10 @@ struct http_pool : std::enable_shared_from_this<http_pool> {
     }
 };
 
-namespace {
-
-/// One dispatch: (connect) -> write -> read, with one transparent retry on a fresh connection
-/// when a reused keep-alive connection turns out to be closed by the server.
-struct exchange : std::enable_shared_from_this<exchange> {
+/// One dispatch: (open: addresses, connect, handshake) -> write -> read, with one transparent
+/// retry on a fresh connection when a reused keep-alive connection turns out to be closed by
+/// the server.
+struct http_exchange : std::enable_shared_from_this<http_exchange> {
     std::shared_ptr<http_pool> pool;
     endpoint_pool* ep = nullptr;  // stable: std::map nodes never move
     std::shared_ptr<connection> conn;
@@ -175,16 +233,22 @@ struct exchange : std::enable_shared_from_this<exchange> {
     asio::any_completion_handler<dispatch_signature> handler;
     std::string header;
     std::optional<http::response_parser<http::string_body>> parser;
-    tcp::resolver resolver;
-    asio::steady_timer resolve_timer;
+    clock::time_point deadline{};  // of opening the connection: addresses, connect, handshake
+    std::vector<tcp::endpoint> targets;
+    bool waiting_addresses = false;  // listed in ep->waiting, address_timer armed
+    asio::steady_timer address_timer;
     dispatch_result result;
     bool reused = false;
     bool stale_retry_done = false;
 
-    exchange(std::shared_ptr<http_pool> p, endpoint_pool& e, std::shared_ptr<const log_event> r,
-             asio::any_completion_handler<dispatch_signature> h)
-        : pool(std::move(p)), ep(&e), ev(std::move(r)), handler(std::move(h)),
-          resolver(pool->executor), resolve_timer(pool->executor) {}
+    http_exchange(std::shared_ptr<http_pool> p, endpoint_pool& e,
+                  std::shared_ptr<const log_event> r,
+                  asio::any_completion_handler<dispatch_signature> h)
+        : pool(std::move(p))
+        , ep(&e)
+        , ev(std::move(r))
+        , handler(std::move(h))
+        , address_timer(pool->executor) {}
 
     // After shutdown() nothing new is started: each step checks this first.
     bool stopped() {
@@ -237,7 +301,7 @@ struct exchange : std::enable_shared_from_this<exchange> {
         if (conn->connected)
             write();
         else
-            resolve();
+            open();
     }
 
     void release(bool keep) {
@@ -255,32 +319,64 @@ struct exchange : std::enable_shared_from_this<exchange> {
         }
     }
 
-    void resolve() {
+    // A new connection. One deadline, connect_timeout from now, covers getting addresses
+    // (which may mean waiting for a resolution), the TCP connect and the TLS handshake.
+    void open() {
         result.connection_opened = true;
-        auto self = shared_from_this();
-        // connect_timeout covers resolve + connect + handshake; the resolver has no timeout
-        // of its own, so a timer cancels it.
-        resolve_timer.expires_after(pool->http.connect_timeout);
-        resolve_timer.async_wait([self](error_code ec) {
-            if (!ec) self->resolver.cancel();
+        const auto now = clock::now();
+        deadline = now + pool->http.connect_timeout;
+        if (ep->url.host_is_ip) {
+            targets = ep->literal;
+            return connect();
+        }
+        const auto found = ep->addresses.lookup(now, pool->http.dns_ttl);
+        if (found.start_resolution) pool->start_resolution(*ep);  // answers later, never inline
+        if (found.use) {
+            targets = *found.use;
+            return connect();
+        }
+        waiting_addresses = true;
+        ep->waiting.push_back(weak_from_this());
+        address_timer.expires_at(deadline);
+        address_timer.async_wait([self = shared_from_this()](error_code) {
+            self->on_address_deadline();
         });
-        resolver.async_resolve(
-            ep->url.host, ep->url.port,
-            [self](error_code ec, tcp::resolver::results_type results) {
-                self->resolve_timer.cancel();
-                if (self->stopped()) return;
-                if (ec == asio::error::operation_aborted)
-                    return self->fail(make_error_code(error::connect_timeout), ec, false);
-                if (ec) return self->fail(make_error_code(error::resolve_failed), ec, false);
-                self->connect(results);
-            });
     }
 
-    void connect(const tcp::resolver::results_type& results) {
+    // The deadline passed while waiting for a resolution, or shutdown() woke us.
+    void on_address_deadline() {
+        if (!waiting_addresses) return;  // on_addresses came first
+        waiting_addresses = false;
+        std::erase_if(ep->waiting, [this](const std::weak_ptr<http_exchange>& w) {
+            const auto x = w.lock();
+            return !x || x.get() == this;
+        });
+        if (stopped()) return;
+        // The resolution goes on; its answer fills the cache for the next connection.
+        result.message = "name resolution did not finish within http.connect_timeout";
+        fail(make_error_code(error::connect_timeout), {}, false);
+    }
+
+    // The resolution we waited for answered (from http_pool::on_resolved).
+    void on_addresses(const error_code& ec, const std::vector<tcp::endpoint>& a) {
+        if (!waiting_addresses) return;  // the deadline came first
+        waiting_addresses = false;
+        address_timer.cancel();
+        if (stopped()) return;
+        if (ec) return fail(make_error_code(error::resolve_failed), ec, false);
+        if (clock::now() >= deadline) {  // answered, but too late to start connecting
+            result.message = "name resolution took longer than http.connect_timeout";
+            return fail(make_error_code(error::connect_timeout), {}, false);
+        }
+        targets = a;
+        connect();
+    }
+
+    void connect() {
         auto self = shared_from_this();
-        conn->lowest().expires_after(pool->http.connect_timeout);
+        conn->lowest().expires_at(deadline);
         conn->lowest().async_connect(
-            results, [self](error_code ec, const tcp::endpoint&) {
+            targets, [self](error_code ec, const tcp::endpoint&) {
                 if (self->stopped()) return;
                 if (ec) {
                     const auto code = ec == beast::error::timeout
@@ -313,7 +409,7 @@ struct exchange : std::enable_shared_from_this<exchange> {
         }
         if (!ep->url.host_is_ip) SSL_set_tlsext_host_name(ssl_handle, host.c_str());
         auto self = shared_from_this();
-        conn->lowest().expires_after(pool->http.connect_timeout);
+        conn->lowest().expires_at(deadline);  // what is left of connect_timeout
         s.async_handshake(ssl::stream_base::client, [self](error_code ec) {
             if (self->stopped()) return;
             if (ec) {
@@ -374,7 +470,7 @@ struct exchange : std::enable_shared_from_this<exchange> {
             reused = false;
             ++ep->busy;
             pool->busy_connections.push_back(conn);
-            resolve();
+            open();
             return;
         }
         error_code code;
@@ -427,13 +523,24 @@ struct exchange : std::enable_shared_from_this<exchange> {
     }
 };
 
-}  // namespace
+void http_pool::on_resolved(endpoint_pool& ep, const std::shared_ptr<resolve_job>& job,
+                            error_code ec, std::vector<tcp::endpoint> a) {
+    if (ep.resolving != job) return;  // abandoned at shutdown, answered just before
+    ep.resolving.reset();
+    if (!ec && a.empty()) ec = asio::error::host_not_found;
+    ep.addresses.resolved(ec, a, clock::now());
+    auto waiting = std::exchange(ep.waiting, {});
+    for (auto& w : waiting)
+        if (auto x = w.lock()) x->on_addresses(ec, a);
+}
+
 }  // namespace detail
 
 http_event_dispatcher::http_event_dispatcher(asio::any_io_executor ex, std::string url,
-                                             http_config http, tls_config tls)
+                                             http_config http, tls_config tls,
+                                             std::shared_ptr<host_resolver> resolver)
     : pool_(std::make_shared<detail::http_pool>(std::move(ex), std::move(url), std::move(http),
-                                                std::move(tls))) {}
+                                                std::move(tls), std::move(resolver))) {}
 
 http_event_dispatcher::~http_event_dispatcher() = default;
 
@@ -454,7 +561,8 @@ void http_event_dispatcher::async_dispatch(
         std::move(handler)(e.code(), std::move(r));
         return;
     }
-    auto x = std::make_shared<detail::exchange>(pool_, *ep, std::move(ev), std::move(handler));
+    auto x =
+        std::make_shared<detail::http_exchange>(pool_, *ep, std::move(ev), std::move(handler));
     x->start();
 }
 
@@ -464,9 +572,13 @@ std::size_t http_event_dispatcher::max_in_flight() const noexcept {
 
 void http_event_dispatcher::shutdown() noexcept {
     pool_->shut_down = true;
+    pool_->abandon_resolutions();
     for (auto& [k, p] : pool_->pools) {
         for (auto& c : p.idle) c->close();
         p.idle.clear();
+        // Exchanges waiting for addresses: wake them; they complete with close_deadline.
+        for (auto& w : p.waiting)
+            if (auto x = w.lock()) x->address_timer.cancel();
     }
     // Busy connections: closing the socket aborts their operations; each exchange then
     // completes its handler with an error.

@@ -10,6 +10,10 @@
 //   after close() no event can slip in behind the final drain.
 // - try_pop: single consumer only (the dispatcher strand).
 
+#include <evdispatch/error.hpp>
+
+#include <boost/system/system_error.hpp>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -32,7 +36,9 @@ public:
     explicit mpsc_ring(std::size_t capacity)
         : capacity_(capacity), slots_(capacity >= 2 ? new slot[capacity] : nullptr) {
         // With one slot a published sequence (pos + 1) would equal the next free position.
-        if (capacity < 2) throw std::invalid_argument("mpsc_ring: capacity must be >= 2");
+        if (capacity < 2)
+            throw boost::system::system_error(make_error_code(error::invalid_config),
+                                              "queue_capacity must be at least 2");
         for (std::size_t i = 0; i < capacity; ++i)
             slots_[i].seq.store(i, std::memory_order_relaxed);
     }

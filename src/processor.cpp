@@ -432,7 +432,7 @@ std::shared_ptr<detail::processor_state> make_state(asio::any_io_executor ex,
     auto dispatcher = hooks.dispatcher;
     if (!dispatcher)
         dispatcher = std::make_shared<http_event_dispatcher>(strand, cfg.endpoint, cfg.http,
-                                                             cfg.tls);
+                                                             cfg.tls, hooks.resolver);
     return std::make_shared<detail::processor_state>(std::move(ex), std::move(strand), cfg,
                                                      std::move(hooks), std::move(dispatcher));
 }

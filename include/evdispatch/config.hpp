@@ -28,7 +28,9 @@ struct http_config {
     /// Keep-alive connections to the endpoint; also the number of requests in flight.
     /// Default 4. 0 is invalid.
     std::size_t max_connections = 4;
-    /// Resolve + TCP connect (+ TLS handshake) timeout. Default 5 s. 0 is invalid.
+    /// Deadline for opening a connection: one deadline, from the start, covering name
+    /// resolution (waiting for addresses), TCP connect and TLS handshake together. Default 5 s.
+    /// 0 is invalid.
     std::chrono::milliseconds connect_timeout{5'000};
     /// Whole request/response exchange timeout. Default 10 s. 0 is invalid.
     std::chrono::milliseconds request_timeout{10'000};
@@ -41,6 +43,12 @@ struct http_config {
     /// An idle keep-alive connection older than this is closed instead of reused. Default 30 s.
     /// 0 means no limit.
     std::chrono::milliseconds idle_timeout{30'000};
+    /// How long the resolved addresses of an endpoint host are reused for new connections.
+    /// Once older, they are still used while a refresh runs in the background, and kept if the
+    /// refresh fails. Default 30 s. 0 means no reuse: every new connection waits for a
+    /// resolution (concurrent ones share it). IP-literal hosts are never resolved. Negative is
+    /// invalid. (See host_resolver.hpp.)
+    std::chrono::milliseconds dns_ttl{30'000};
 };
 
 /// When and how a failed batch is sent again (see retry_policy.hpp and docs/delivery.md).

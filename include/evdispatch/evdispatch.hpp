@@ -9,6 +9,7 @@
 #include <evdispatch/event.hpp>
 #include <evdispatch/event_builder.hpp>
 #include <evdispatch/event_dispatcher.hpp>
+#include <evdispatch/host_resolver.hpp>
 #include <evdispatch/http_event_dispatcher.hpp>
 #include <evdispatch/log_event.hpp>
 #include <evdispatch/metrics.hpp>

@@ -25,6 +25,8 @@
 
 namespace evdispatch {
 
+class host_resolver;
+
 /// What process() did with an event.
 enum class process_result {
     accepted,            ///< Queued; it will be delivered or dropped with a reason.
@@ -89,6 +91,9 @@ struct processor_hooks {
     std::function<void(const endpoint_change&)> on_endpoint_state;
     /// Receives diagnostics (from the strand). Must not block.
     std::function<void(log_level, std::string_view)> logger;
+    /// Resolves host names for the built-in HTTP dispatcher (ignored with a custom
+    /// `dispatcher`). Null: a system_host_resolver. See host_resolver.hpp.
+    std::shared_ptr<host_resolver> resolver;
 };
 
 namespace detail {

@@ -51,6 +51,7 @@ void check_config(const http_config& c) {
         bad("http.max_response_bytes", "must be at least 256",
             std::to_string(c.max_response_bytes));
     if (c.idle_timeout.count() < 0) bad("http.idle_timeout", "must be >= 0", ms(c.idle_timeout));
+    if (c.dns_ttl.count() < 0) bad("http.dns_ttl", "must be >= 0", ms(c.dns_ttl));
 }
 
 void check_config(const health_config& c) {

@@ -1,6 +1,7 @@
 #include "batcher.hpp"
 
 #include <boost/json/parse.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -171,7 +172,7 @@ TEST_CASE("batcher next_deadline follows the oldest open batch", "[unit][batcher
 }
 
 TEST_CASE("batcher rejects invalid limits", "[unit][batcher]") {
-    CHECK_THROWS(batcher(batch_config{.batch_size = 0}));
+    CHECK_THROWS_AS(batcher(batch_config{.batch_size = 0}), boost::system::system_error);
     CHECK_THROWS(batcher(batch_config{.flush_interval = 0ms}));
     CHECK_THROWS(batcher(batch_config{.max_batch_bytes = 100}));
 }

@@ -403,6 +403,14 @@ TEST_CASE("invalid configuration is refused with a message naming the field",
          "scheme"},
         {"no host", [](auto& c) { c.endpoint = "http:///v1/events"; }, error::invalid_url,
          "host"},
+        {"port out of range", [](auto& c) { c.endpoint = "http://127.0.0.1:99999/v1/events"; },
+         error::invalid_url, "port 99999 is out of range"},
+        {"empty port", [](auto& c) { c.endpoint = "http://127.0.0.1:/v1/events"; },
+         error::invalid_url, "empty port"},
+        {"port not a number", [](auto& c) { c.endpoint = "http://127.0.0.1:80a/v1/events"; },
+         error::invalid_url, "is not a number"},
+        {"negative dns_ttl", [](auto& c) { c.http.dns_ttl = -1ms; }, error::invalid_config,
+         "http.dns_ttl"},
     };
     for (const auto& r : rows) {
         DYNAMIC_SECTION(r.name) {
