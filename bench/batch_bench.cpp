@@ -11,8 +11,8 @@
 // Output: Time per batch; ns_per_event = Time / N; bytes_per_second = body bytes assembled
 // per second; visitor_bytes = mean visitor size; body_bytes = size of one batch body.
 
-#include "batcher.hpp"
-#include "bench_events.hpp"
+#include "core/batcher.hpp"
+#include "support/workload.hpp"
 
 #include <evdispatch/config.hpp>
 
@@ -31,7 +31,7 @@ namespace {
 
 void batch_assembly(benchmark::State& state) {
     const auto n = static_cast<std::size_t>(state.range(0));
-    const std::vector<event_ptr> events = bench::make_visitors(n);
+    const std::vector<event_ptr> events = test::make_visitors(n);
     std::size_t visitor_bytes = 0;
     for (const auto& e : events)
         visitor_bytes += e->visitor_json.size();

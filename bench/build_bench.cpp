@@ -7,8 +7,8 @@
 //   build/release/bench/build_bench --benchmark_repetitions=10
 //   --benchmark_report_aggregates_only=true
 
-#include <evdispatch/event_builder.hpp>
-#include <evdispatch/project_config.hpp>
+#include <evdispatch/optimizely/event_builder.hpp>
+#include <evdispatch/optimizely/project_config.hpp>
 
 #include <benchmark/benchmark.h>
 

@@ -46,8 +46,8 @@
 // sleeps on the condition variable and takes the whole deque under one lock; process() is
 // drained by its strand on the processor's own io_context thread.
 
-#include "bench_events.hpp"
-#include "mpsc_ring.hpp"
+#include "support/workload.hpp"
+#include "core/mpsc_ring.hpp"
 
 #include <evdispatch/event_dispatcher.hpp>
 #include <evdispatch/processor.hpp>
@@ -132,7 +132,7 @@ const std::vector<event_ptr>& pool(int thread_index) {
     static const auto pools = [] {
         std::vector<std::vector<event_ptr>> p;
         for (int t = 0; t < max_producers; ++t)
-            p.push_back(bench::make_visitors(pool_size, std::uint64_t(t) * pool_size));
+            p.push_back(test::make_visitors(pool_size, std::uint64_t(t) * pool_size));
         return p;
     }();
     return pools.at(static_cast<std::size_t>(thread_index));
@@ -453,7 +453,7 @@ public:
 
 processor_config bench_processor_config() {
     processor_config c;  // defaults otherwise: batch size 10, flush interval 30 s
-    c.endpoint = bench::bench_endpoint;
+    c.endpoint = test::visitors_context()->endpoint;
     c.queue_capacity = queue_capacity;
     c.destructor_close_timeout = std::chrono::seconds(5);
     return c;

@@ -1,7 +1,8 @@
-// The one translation unit that compiles Asio, Asio.SSL, Beast, Boost.JSON and Boost.URL.
-// Everything else includes their headers with *_SEPARATE_COMPILATION defined (see CMake).
+// With EVDISPATCH_SEPARATE_COMPILATION (CMake option; ON when evdispatch is built on its own):
+// the one translation unit that compiles Asio, Asio.SSL and Beast. Everything that includes
+// their headers then sees BOOST_ASIO_SEPARATE_COMPILATION and BOOST_BEAST_SEPARATE_COMPILATION
+// (PUBLIC definitions of evdispatch::evdispatch). Boost.JSON and Boost.URL are linked as
+// Boost's own libraries.
 #include <boost/asio/impl/src.hpp>
 #include <boost/asio/ssl/impl/src.hpp>
 #include <boost/beast/src.hpp>
-#include <boost/json/src.hpp>
-#include <boost/url/src.hpp>

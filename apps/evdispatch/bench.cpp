@@ -5,13 +5,15 @@
 #include "histogram.hpp"
 #include "options.hpp"
 
+#include <evdispatch/collector/collector.hpp>
 #include <evdispatch/evdispatch.hpp>
+#include <evdispatch/optimizely.hpp>
 
-#include "batcher.hpp"
 #include "guarded_thread.hpp"
 #include "support/tls_certs.hpp"
-#include "sync_client.hpp"
-#include "url.hpp"
+#include "support/sync_client.hpp"
+#include "support/workload.hpp"
+#include <evdispatch/endpoint_url.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -124,60 +126,6 @@ struct tick_calibration {
     }
 };
 
-/// Realistic inputs: impressions with 3 attributes, conversions with tags (1 in 5).
-struct workload {
-    explicit workload(context_ptr ctx) : builder(std::move(ctx), false) {}
-
-    event_ptr make(std::uint64_t n, impression_input& imp, conversion_input& conv) const {
-        if (n % 5 == 4) {
-            conv.user_id.assign("user-");
-            conv.user_id += std::to_string(n % 1'000'003);
-            conv.revenue = static_cast<std::int64_t>(n % 10'000);
-            return builder.make_conversion(conv);
-        }
-        imp.user_id.assign("user-");
-        imp.user_id += std::to_string(n % 1'000'003);
-        std::get<std::int64_t>(imp.attributes[2].value) = static_cast<std::int64_t>(n % 90);
-        return builder.make_impression(imp);
-    }
-
-    static impression_input impression() {
-        impression_input in;
-        in.attributes = {{"device", "111094", std::string("iphone")},
-                         {"is_premium", "111095", true},
-                         {"age", "111096", std::int64_t(30)}};
-        in.campaign_id = "111182";
-        in.experiment_id = "111127";
-        in.variation_id = "111129";
-        in.variation_key = "variation";
-        in.flag_key = "checkout_flow";
-        in.rule_key = "test_experiment";
-        in.rule_type = "experiment";
-        in.enabled = true;
-        return in;
-    }
-    static conversion_input conversion() {
-        conversion_input in;
-        in.attributes = {{"device", "111094", std::string("android")},
-                         {"is_premium", "111095", false}};
-        in.event_id = "111095";
-        in.event_key = "purchase";
-        in.value = 12.5;
-        in.tags_json = R"({"revenue":4200,"value":12.5,"category":"shoes"})";
-        return in;
-    }
-
-    event_builder builder;
-};
-
-context_ptr make_bench_context(const std::string& url) {
-    auto c = std::make_shared<event_context>();
-    c->account_id = "12001";
-    c->project_id = "111001";
-    c->revision = "42";
-    c->endpoint = url;
-    return c;
-}
 
 // Runs `o.producers` threads that build and hand over events until the count or the time is
 // reached. Each thread first calls `make_producer(p)` and submits through what it returns (made
@@ -190,7 +138,7 @@ template <class MakeProducer>
 void drive_producers(const bench_options& o, const context_ptr& ctx, MakeProducer&& make_producer,
                      std::vector<histogram>& hist, std::atomic<std::uint64_t>& submitted,
                      std::atomic<bool>& stop, bool check_time_each_event = false) {
-    workload wl(ctx);
+    test::workload wl(ctx);
     const auto start = clock::now();
     const auto end = o.events ? clock::time_point::max() : start + o.duration;
     const std::uint64_t check_mask = check_time_each_event ? 0 : 255;
@@ -201,8 +149,8 @@ void drive_producers(const bench_options& o, const context_ptr& ctx, MakeProduce
         ts.emplace_back("ev-producer", [&, p](std::stop_token st) {
             try {
                 auto producer = make_producer(p);
-                auto imp = workload::impression();
-                auto conv = workload::conversion();
+                auto imp = test::sample_impression();
+                auto conv = test::sample_conversion();
                 const std::uint64_t quota =
                     o.events ? o.events / o.producers + (p < o.events % o.producers ? 1 : 0)
                              : UINT64_MAX;
@@ -333,7 +281,7 @@ run_result run_ours(const bench_options& o, const std::string& url, collector* c
     auto work = asio::make_work_guard(io);
     // Made before any thread starts: a configuration it refuses throws with nothing running.
     auto proc = std::make_unique<batch_event_processor>(io.get_executor(), pc, hooks);
-    auto ctx = make_bench_context(url);
+    auto ctx = test::make_context(url);
 
     // If anything below throws, unwinding stops this thread (io.stop()) and joins it before
     // the processor and the io_context go; their pending handlers are then destroyed unrun.
@@ -501,14 +449,12 @@ struct sync_totals {
 // receiver that is down then costs a few attempts per second per producer, not a busy loop.
 class sync_producer {
 public:
-    sync_producer(const sync_client_config& cfg, asio::ssl::context* tls, const std::string& prefix,
+    sync_producer(const test::sync_client_config& cfg, asio::ssl::context* tls,
                   sync_totals& totals)
-        : client_(cfg, tls), prefix_(prefix), totals_(totals) {}
+        : client_(cfg, tls), totals_(totals) {}
 
     bool submit(event_ptr ev) {
-        std::string body = prefix_;
-        body += ev->visitor_json;
-        body += "]}";
+        std::string body = test::single_event_body(*ev);
         const auto opened = client_.connections_opened();
         const attempt_outcome out = client_.post(std::move(body));
         totals_.connections.fetch_add(client_.connections_opened() - opened,
@@ -534,8 +480,7 @@ public:
     }
 
 private:
-    sync_client client_;
-    const std::string& prefix_;
+    test::sync_client client_;
     sync_totals& totals_;
     std::chrono::milliseconds backoff_{0};
 };
@@ -549,23 +494,21 @@ run_result run_sync_baseline(const bench_options& o, const std::string& url, col
                              bool keep_alive) {
     run_result r;
     r.name = keep_alive ? "sync-keepalive" : "sync";
-    sync_client_config cc;
-    cc.url = detail::parse_endpoint_url(url);  // run_bench checked it
+    test::sync_client_config cc;
+    cc.url = parse_endpoint_url(url);  // run_bench checked it
     cc.keep_alive = keep_alive;
     cc.connect_timeout = o.proc.http.connect_timeout;
     cc.request_timeout = o.proc.http.request_timeout;
     cc.max_response_bytes = o.proc.http.max_response_bytes;
     std::unique_ptr<asio::ssl::context> tls;
     if (cc.url.tls)
-        tls = make_sync_tls_context(o.proc.tls.ca_file);
+        tls = test::make_sync_tls_context(o.proc.tls.ca_file);
 
     const auto before = col ? col->stats() : collector_stats{};
     bench_options bo = o;
     bo.duration = o.baseline_duration;
     bo.events = 0;
-    auto ctx = make_bench_context(url);
-    std::string prefix;
-    detail::write_envelope_prefix(prefix, *ctx);
+    auto ctx = test::make_context(url);
 
     sync_totals totals;
     std::atomic<std::uint64_t> submitted{0};
@@ -574,7 +517,7 @@ run_result run_sync_baseline(const bench_options& o, const std::string& url, col
     const auto start = clock::now();
     tick_calibration cal;
     drive_producers(
-        bo, ctx, [&](unsigned) { return sync_producer(cc, tls.get(), prefix, totals); }, hist,
+        bo, ctx, [&](unsigned) { return sync_producer(cc, tls.get(), totals); }, hist,
         submitted, stop, true);
     const double ns_per_tick = cal.ns_per_tick();
     const auto finish = clock::now();
@@ -823,9 +766,9 @@ int run_bench(const args& a) {
         throw usage_error("--duration must be positive when --events is not given");
     if (p.has("url")) {
         // The library's own parser, before any thread starts: what it refuses is bad usage.
-        detail::parsed_url parsed;
+        endpoint_url parsed;
         try {
-            parsed = detail::parse_endpoint_url(o.url);
+            parsed = parse_endpoint_url(o.url);
         } catch (const boost::system::system_error& e) {
             // what() is "<what the parser said>: <the code's text>": keep the first part.
             std::string why = e.what();
@@ -837,7 +780,7 @@ int run_bench(const args& a) {
         }
         if (parsed.tls && !o.proc.tls.ca_file.empty()) {
             try {
-                (void)make_sync_tls_context(o.proc.tls.ca_file);
+                (void)test::make_sync_tls_context(o.proc.tls.ca_file);
             } catch (const boost::system::system_error& e) {
                 throw usage_error("--ca-file: cannot load \"" + o.proc.tls.ca_file +
                                   "\" as a PEM CA bundle (" + e.code().message() + ")");

@@ -3,7 +3,7 @@
 #include "commands.hpp"
 #include "options.hpp"
 
-#include <evdispatch/collector.hpp>
+#include <evdispatch/collector/collector.hpp>
 
 #include "support/tls_certs.hpp"
 

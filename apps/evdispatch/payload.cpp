@@ -2,10 +2,10 @@
 
 #include "commands.hpp"
 #include "options.hpp"
-#include "payload_input.hpp"
+#include "support/payload_input.hpp"
 
 #include <evdispatch/config.hpp>
-#include <evdispatch/project_config.hpp>
+#include <evdispatch/optimizely/project_config.hpp>
 
 #include <boost/system/system_error.hpp>
 
@@ -18,6 +18,8 @@
 #include <string>
 
 namespace evdispatch::app {
+
+using namespace evdispatch::test;  // the payload input reader lives in evdispatch_testing
 
 namespace {
 
@@ -78,7 +80,7 @@ int run_payload(const args& a) {
     const std::size_t batch_size = p.u64("batch-size", 0, 1);  // 0: one batch per context
     batch_config batch;
     batch.max_batch_bytes = p.u64("max-batch-bytes", batch.max_batch_bytes, 1024);
-    app::payload_input_options opts;
+    test::payload_input_options opts;
     project_config::options cfg_opts;
     if (p.has("endpoint"))
         opts.endpoint = cfg_opts.endpoint = p.str("endpoint", "");

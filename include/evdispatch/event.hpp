@@ -3,15 +3,14 @@
 /// @file event.hpp
 /// Immutable user events and the batch context they carry.
 
+#include <evdispatch/version.hpp>
+
 #include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
 
 namespace evdispatch {
-
-/// The library version ("MAJOR.MINOR.PATCH").
-std::string_view version() noexcept;
 
 /// Everything that must be equal for two events to share one batch (one POST).
 /// Built once per datafile revision and shared by pointer between the events built from it.

@@ -24,7 +24,7 @@
 // endpoint-level failure brings it back `up`, and its held batches go first, over the whole
 // pool.
 
-#include "batcher.hpp"
+#include "core/batcher.hpp"
 
 #include <evdispatch/config.hpp>
 #include <evdispatch/error.hpp>

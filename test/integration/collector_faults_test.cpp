@@ -4,7 +4,7 @@
 #include "support/fixtures.hpp"
 #include "support/tls_certs.hpp"
 
-#include <evdispatch/collector.hpp>
+#include <evdispatch/collector/collector.hpp>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>

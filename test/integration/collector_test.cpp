@@ -1,6 +1,6 @@
 // The loopback collector against a real Beast client over 127.0.0.1.
 
-#include <evdispatch/collector.hpp>
+#include <evdispatch/collector/collector.hpp>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>

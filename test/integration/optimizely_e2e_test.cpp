@@ -4,10 +4,9 @@
 
 #include "support/fixtures.hpp"
 
-#include "evdispatch/payload_input.hpp"
+#include "support/payload_input.hpp"
 // The command's payload support is part of the program (apps/), not of the library: this test
 // binary compiles it here, once.
-#include "evdispatch/payload_input.cpp"
 
 #include <evdispatch/evdispatch.hpp>
 
@@ -56,14 +55,14 @@ TEST_CASE("collector receives exactly what `payload` prints for the same inputs"
     collector col(collector_config{.keep_bodies = true});
     const std::string inputs = collect_inputs();
 
-    app::payload_input_options opts;
+    test::payload_input_options opts;
     opts.endpoint = col.url();  // every context points at the loopback collector
     boost::system::error_code input_ec;
-    const auto entries = app::build_payload_events(inputs, opts, input_ec);
+    const auto entries = test::build_payload_events(inputs, opts, input_ec);
     REQUIRE_FALSE(input_ec);
     REQUIRE(entries.size() >= 14);
     for (const auto& e : entries) {
-        INFO("entry " << e.index << ": " << (e.error ? app::to_string(*e.error) : ""));
+        INFO("entry " << e.index << ": " << (e.error ? test::to_string(*e.error) : ""));
         REQUIRE(e.event);
     }
 
@@ -71,9 +70,9 @@ TEST_CASE("collector receives exactly what `payload` prints for the same inputs"
     batch_config bc;
     bc.batch_size = 1000;
     bc.flush_interval = 60s;
-    const auto expected = app::group_payload_events(entries, bc);
+    const auto expected = test::group_payload_events(entries, bc);
     REQUIRE(expected.size() >= 2);  // several contexts (regions, projects) in the inputs
-    const json::value printed = json::parse(app::write_payload_json(expected));
+    const json::value printed = json::parse(test::write_payload_json(expected));
     REQUIRE(printed.is_array());
     REQUIRE(printed.as_array().size() == expected.size());
 

@@ -34,32 +34,6 @@ io_fixture::~io_fixture() {
     CHECK(ran_out);
 }
 
-context_ptr make_context(const std::string& url, std::string project) {
-    auto c = std::make_shared<event_context>();
-    c->account_id = "12001";
-    c->project_id = std::move(project);
-    c->revision = "42";
-    c->endpoint = url;
-    return c;
-}
-
-event_ptr make_impression(const event_builder& b, std::uint64_t user) {
-    impression_input in;
-    in.user_id = "user-" + std::to_string(user);
-    in.attributes = {{"device", "111094", std::string("iphone")},
-                     {"is_premium", "111095", true},
-                     {"age", "111096", std::int64_t(30 + user % 40)}};
-    in.campaign_id = "111182";
-    in.experiment_id = "111127";
-    in.variation_id = "111129";
-    in.variation_key = "variation";
-    in.flag_key = "flag";
-    in.rule_key = "test_experiment";
-    in.rule_type = "experiment";
-    in.enabled = true;
-    return b.make_impression(in);
-}
-
 bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
     const auto end = std::chrono::steady_clock::now() + timeout;
     while (!pred()) {

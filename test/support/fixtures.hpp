@@ -2,7 +2,11 @@
 
 // Shared test fixtures: an io_context that must run out of work, event factories, polling.
 
+#include "support/workload.hpp"
+
 #include <evdispatch/evdispatch.hpp>
+#include <evdispatch/collector/collector.hpp>
+#include <evdispatch/optimizely.hpp>
 
 #include <boost/asio/io_context.hpp>
 
@@ -36,12 +40,6 @@ private:
     std::shared_future<void> done_future_;
     std::thread thread_;
 };
-
-/// A context pointing at `url`.
-context_ptr make_context(const std::string& url, std::string project = "111001");
-
-/// A realistic impression (3 attributes) for user `user`.
-event_ptr make_impression(const event_builder& b, std::uint64_t user);
 
 /// Polls `pred` every 5 ms until true or `timeout`; returns its last value.
 bool wait_until(const std::function<bool()>& pred,

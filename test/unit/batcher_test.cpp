@@ -1,4 +1,4 @@
-#include "batcher.hpp"
+#include "core/batcher.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/system/system_error.hpp>

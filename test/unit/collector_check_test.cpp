@@ -1,9 +1,9 @@
 // check_event_batch (the collector's SAX validator) and the uuid de-duplication set.
 
-#include <evdispatch/collector.hpp>
+#include <evdispatch/collector/collector.hpp>
 
-#include "collector_check.hpp"
-#include "uuid_set.hpp"
+#include "collector/check.hpp"
+#include "collector/uuid_set.hpp"
 
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>

@@ -2,8 +2,8 @@
 // hand-off from a foreign thread (run these under ASan and TSan), and system_host_resolver on
 // numeric hosts (getaddrinfo answers those without asking any server).
 
-#include "address_cache.hpp"
-#include "resolve_job.hpp"
+#include "http/address_cache.hpp"
+#include "http/resolve_job.hpp"
 
 #include <evdispatch/host_resolver.hpp>
 

@@ -2,8 +2,8 @@
 
 #include "optimizely_test_support.hpp"
 
-#include "evdispatch/payload_input.hpp"
-#include "json_writer.hpp"
+#include "support/payload_input.hpp"
+#include "core/json_writer.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -264,7 +264,7 @@ TEST_CASE("id normalisation table (vectors/id_normalization_table.json)", "[unit
             {"context", {{"account_id", "1"}, {"project_id", "2"}, {"revision", "3"}}},
             {"experiment", {{"id", "111127"}, {"layer_id", "111182"}}},
             {"variation", {{"id", s}, {"key", "v"}}}};
-        const auto ev = app::build_payload_event(entry, 0, {}).event;
+        const auto ev = test::build_payload_event(entry, 0, {}).event;
         const auto v = test::parse_visitor(ev);
         CHECK(v.at("snapshots").at(0).at("decisions").at(0).at("variation_id").is_null());
     }
@@ -451,8 +451,8 @@ TEST_CASE("tags: kept as given, absent without tags, {} when empty, non-finite a
         const auto ev =
             b.make_conversion("u", {}, conversion{"e", "1", event_tags{{"deep", deep}}});
         // The whole batch stays within Boost.JSON's default nesting limit (32).
-        std::vector<app::payload_entry> entries = {{0, ev, {}}};
-        const auto batches = app::group_payload_events(entries, batch_config{});
+        std::vector<test::payload_entry> entries = {{0, ev, {}}};
+        const auto batches = test::group_payload_events(entries, batch_config{});
         REQUIRE(batches.size() == 1);
         const auto body = json::parse(batches[0].body);
         json::value const* p = &event_of(body.at("visitors").at(0)).at("tags").at("deep");
@@ -493,8 +493,8 @@ TEST_CASE("strings are escaped and parse back; invalid UTF-8 becomes U+FFFD",
     const auto conv = b.make_conversion(r.in, {{"test_attribute", r.in}},
                                         conversion{r.in, "1", event_tags{{r.in, V::array{r.in}}}});
     // Through the batcher too: the whole body must be valid JSON.
-    std::vector<app::payload_entry> entries = {{0, imp, {}}, {1, conv, {}}};
-    const auto batches = app::group_payload_events(entries, batch_config{});
+    std::vector<test::payload_entry> entries = {{0, imp, {}}, {1, conv, {}}};
+    const auto batches = test::group_payload_events(entries, batch_config{});
     REQUIRE(batches.size() == 1);
     const auto body = json::parse(batches[0].body);
     const auto& vi = body.at("visitors").at(0);

@@ -1,7 +1,7 @@
 // The typed JSON reader shared by the datafile parser, the SDK-batch splitter and the payload
 // command: each failure names the field by its path from the root.
 
-#include "json_read.hpp"
+#include "optimizely/json_read.hpp"
 
 #include <boost/json/parse.hpp>
 

@@ -2,17 +2,16 @@
 
 #include "optimizely_test_support.hpp"
 
-#include "evdispatch/payload_input.hpp"
+#include "support/payload_input.hpp"
 // The command's payload support is part of the program (apps/), not of the library: the unit
 // test binary compiles it here, once.
-#include "evdispatch/payload_input.cpp"
 
 #include <catch2/catch.hpp>
 
 namespace json = boost::json;
 using namespace evdispatch;
-using app::payload_entry;
-using app::payload_input_options;
+using test::payload_entry;
+using test::payload_input_options;
 
 namespace {
 
@@ -37,13 +36,13 @@ std::vector<std::string> visitor_ids(const log_event& le) {
 std::vector<payload_entry> build_all(std::string_view text,
                                      const payload_input_options& opts = {}) {
     boost::system::error_code ec;
-    auto out = app::build_payload_events(text, opts, ec);
+    auto out = test::build_payload_events(text, opts, ec);
     REQUIRE_FALSE(ec);
     return out;
 }
 
 std::string error_of(const payload_entry& pe) {
-    return pe.error ? app::to_string(*pe.error) : std::string();
+    return pe.error ? test::to_string(*pe.error) : std::string();
 }
 
 std::string lines(const json::array& entries) {
@@ -72,7 +71,7 @@ TEST_CASE("payload input: a JSON array and JSON lines give the same events", "[u
     CHECK(build_all("[]").empty());
     // An array that is not JSON: nothing built, the parser's error reported.
     boost::system::error_code ec;
-    CHECK(app::build_payload_events("[{\"kind\":", {}, ec).empty());
+    CHECK(test::build_payload_events("[{\"kind\":", {}, ec).empty());
     CHECK(ec);
 }
 
@@ -126,7 +125,7 @@ TEST_CASE("payload input: a bad entry names the entry and the field; the others 
         // The field is reported on its own too: the path between "input[1]." and ":".
         CHECK((r.mentions + ":").starts_with("input[1]." + out[1].error->field + ":"));
         // Nothing of the bad entry is printed.
-        const auto batches = app::group_payload_events(out, batch_config{});
+        const auto batches = test::group_payload_events(out, batch_config{});
         REQUIRE(batches.size() == 1);
         CHECK(visitor_ids(batches[0]) == std::vector<std::string>{"a", "c"});
     }
@@ -142,7 +141,7 @@ TEST_CASE("payload input: a bad entry names the entry and the field; the others 
 
 TEST_CASE("payload input: $float stands for NaN and infinities", "[unit][optimizely]") {
     auto from = [](std::string_view text) {
-        const auto v = app::value_from_json(json::parse(text), "x");
+        const auto v = test::value_from_json(json::parse(text), "x");
         REQUIRE(v);
         return *v;
     };
@@ -162,8 +161,8 @@ TEST_CASE("payload input: $float stands for NaN and infinities", "[unit][optimiz
     CHECK(o.as_object()[0].first == "z");  // order kept
     CHECK(o.as_object()[1].second.as_array()[1].is_null());
     // Another $float string: no value, and the error names the path down to it.
-    app::payload_error err;
-    CHECK_FALSE(app::value_from_json(json::parse(R"({"a":[1,{"$float":"NaN"}]})"), "x", &err));
+    test::payload_error err;
+    CHECK_FALSE(test::value_from_json(json::parse(R"({"a":[1,{"$float":"NaN"}]})"), "x", &err));
     CHECK(err.field == "x.a[1].$float");
     CHECK(err.message == "must be \"nan\", \"inf\" or \"-inf\"");
 }
@@ -177,7 +176,7 @@ TEST_CASE("payload grouping is the batcher's: by whole context, in order, by bat
         const auto ev = build_all(json::serialize(entries));
         batch_config cfg;
         cfg.batch_size = 5;
-        const auto batches = app::group_payload_events(ev, cfg);
+        const auto batches = test::group_payload_events(ev, cfg);
         REQUIRE(batches.size() == 2);
         CHECK(visitor_ids(batches[0]) == std::vector<std::string>{"a1", "a2", "a3"});
         CHECK(visitor_ids(batches[1]) == std::vector<std::string>{"b1", "b2"});
@@ -193,7 +192,7 @@ TEST_CASE("payload grouping is the batcher's: by whole context, in order, by bat
         json::object same = conversion_entry("s");  // equal by value to the first
         const json::array entries = {conversion_entry("f"), rev, anon, eu, same};
         const auto ev = build_all(json::serialize(entries));
-        const auto batches = app::group_payload_events(ev, batch_config{});
+        const auto batches = test::group_payload_events(ev, batch_config{});
         REQUIRE(batches.size() == 4);
         CHECK(visitor_ids(batches[0]) == std::vector<std::string>{"f", "s"});
         CHECK(batches[3].url == eu_endpoint);
@@ -206,7 +205,7 @@ TEST_CASE("payload grouping is the batcher's: by whole context, in order, by bat
         const auto ev = build_all(json::serialize(entries));
         batch_config cfg;
         cfg.batch_size = 2;
-        const auto batches = app::group_payload_events(ev, cfg);
+        const auto batches = test::group_payload_events(ev, cfg);
         REQUIRE(batches.size() == 3);
         CHECK(visitor_ids(batches[0]) == std::vector<std::string>{"u0", "u1"});
         CHECK(visitor_ids(batches[1]) == std::vector<std::string>{"u2", "u3"});
@@ -220,7 +219,7 @@ TEST_CASE("payload grouping is the batcher's: by whole context, in order, by bat
         batch_config cfg;
         cfg.max_batch_bytes = 1024;
         std::vector<std::size_t> too_large;
-        const auto batches = app::group_payload_events(ev, cfg, &too_large);
+        const auto batches = test::group_payload_events(ev, cfg, &too_large);
         REQUIRE(batches.size() == 1);
         CHECK(visitor_ids(batches[0]) == std::vector<std::string>{"small"});
         CHECK(too_large == std::vector<std::size_t>{1});
@@ -232,8 +231,8 @@ TEST_CASE("payload output: url, http_verb, headers, params per batch", "[unit][o
     eu["context"].as_object()["region"] = "EU";
     const json::array entries = {conversion_entry("u"), eu};
     const auto ev = build_all(json::serialize(entries));
-    const auto batches = app::group_payload_events(ev, batch_config{});
-    const std::string text = app::write_payload_json(batches);
+    const auto batches = test::group_payload_events(ev, batch_config{});
+    const std::string text = test::write_payload_json(batches);
     const auto out = json::parse(text);
     REQUIRE(out.as_array().size() == 2);
     const auto& first = out.at(0);
@@ -243,7 +242,7 @@ TEST_CASE("payload output: url, http_verb, headers, params per batch", "[unit][o
     // params is the body, byte for byte.
     CHECK(text.find(batches[0].body) != std::string::npos);
     CHECK(out.at(1).at("url").as_string() == eu_endpoint);
-    CHECK(json::parse(app::write_payload_json({})).as_array().empty());
+    CHECK(json::parse(test::write_payload_json({})).as_array().empty());
 }
 
 TEST_CASE("payload options: client and endpoint are evdispatch's, configurable",
@@ -251,19 +250,19 @@ TEST_CASE("payload options: client and endpoint are evdispatch's, configurable",
     json::object e = conversion_entry("u");
     e["context"].as_object()["client_name"] = "python-sdk";  // not used
     payload_input_options opts;
-    auto ev = app::build_payload_event(e, 0, opts).event;
+    auto ev = test::build_payload_event(e, 0, opts).event;
     CHECK(ev->context->client_name == "evdispatch-cpp");
     CHECK(ev->context->endpoint == us_endpoint);
     opts.client_name = "svc";
     opts.client_version = "1.2.3";
     opts.endpoint = "http://127.0.0.1:9/v1/events";
-    ev = app::build_payload_event(e, 0, opts).event;
+    ev = test::build_payload_event(e, 0, opts).event;
     CHECK(ev->context->client_name == "svc");
     CHECK(ev->context->client_version == "1.2.3");
     CHECK(ev->context->endpoint == "http://127.0.0.1:9/v1/events");
     // An entry may name its own endpoint.
     e["context"].as_object()["endpoint"] = "http://127.0.0.1:7/x";
-    CHECK(app::build_payload_event(e, 0, {}).event->context->endpoint == "http://127.0.0.1:7/x");
+    CHECK(test::build_payload_event(e, 0, {}).event->context->endpoint == "http://127.0.0.1:7/x");
 }
 
 TEST_CASE("payload with a datafile: keys resolve, ids are checked, unknown keys refused",
@@ -278,7 +277,7 @@ TEST_CASE("payload with a datafile: keys resolve, ids are checked, unknown keys 
                               {"variation", {{"key", "211129"}}},
                               {"enabled", true},
                               {"attributes", {{"test_attribute", "x"}, {"other", 1}}}};
-    const auto ev = app::build_payload_event(imp, 0, opts).event;
+    const auto ev = test::build_payload_event(imp, 0, opts).event;
     CHECK(ev->context == opts.datafile->context());
     const auto v = test::parse_visitor(ev);
     const auto& dec = v.at("snapshots").at(0).at("decisions").at(0);
@@ -331,9 +330,9 @@ TEST_CASE("payload with a datafile: keys resolve, ids are checked, unknown keys 
     for (const auto& m : r.patch)
         entry[m.key()] = m.value();
     INFO(json::serialize(entry));
-    const auto pe = app::build_payload_event(entry, 0, opts);
+    const auto pe = test::build_payload_event(entry, 0, opts);
     CHECK_FALSE(pe.event);
     REQUIRE(pe.error);
     CHECK(pe.error->index == 0);
-    CHECK_THAT(app::to_string(*pe.error), Catch::Contains(r.mentions));
+    CHECK_THAT(test::to_string(*pe.error), Catch::Contains(r.mentions));
 }

@@ -2,9 +2,9 @@
 
 #include "optimizely_test_support.hpp"
 
-#include "evdispatch/payload_input.hpp"
+#include "support/payload_input.hpp"
 
-#include <evdispatch/sdk_batch.hpp>
+#include <evdispatch/optimizely/sdk_batch.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -14,10 +14,10 @@ using namespace evdispatch;
 namespace {
 
 std::vector<log_event> regroup(const std::vector<event_ptr>& events) {
-    std::vector<app::payload_entry> entries;
+    std::vector<test::payload_entry> entries;
     for (std::size_t i = 0; i < events.size(); ++i)
         entries.push_back({i, events[i], {}});
-    return app::group_payload_events(entries, batch_config{});
+    return test::group_payload_events(entries, batch_config{});
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 // define it (ignore paths, attribute order, 0 == 0.0).
 
 #include <evdispatch/evdispatch.hpp>
-#include <evdispatch/project_config.hpp>
+#include <evdispatch/optimizely/project_config.hpp>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>

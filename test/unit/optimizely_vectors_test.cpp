@@ -15,7 +15,7 @@
 
 #include "optimizely_test_support.hpp"
 
-#include "evdispatch/payload_input.hpp"
+#include "support/payload_input.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -43,17 +43,17 @@ std::vector<std::string> asserted_vectors() {
 
 // The batches evdispatch prints for a vector's inputs (one batch per context).
 std::vector<log_event> build_vector(const json::value& vec,
-                                    const app::payload_input_options& opts) {
+                                    const test::payload_input_options& opts) {
     const auto& inputs = vec.at("inputs").as_array();
-    std::vector<app::payload_entry> entries;
+    std::vector<test::payload_entry> entries;
     for (std::size_t i = 0; i < inputs.size(); ++i) {
-        entries.push_back(app::build_payload_event(inputs[i], i, opts));
-        INFO((entries.back().error ? app::to_string(*entries.back().error) : ""));
+        entries.push_back(test::build_payload_event(inputs[i], i, opts));
+        INFO((entries.back().error ? test::to_string(*entries.back().error) : ""));
         REQUIRE(entries.back().event);
     }
     batch_config cfg;
     cfg.batch_size = inputs.size();
-    return app::group_payload_events(entries, cfg);
+    return test::group_payload_events(entries, cfg);
 }
 
 void compare_with_expected(const json::value& vec, const std::vector<log_event>& batches) {
@@ -161,7 +161,7 @@ TEST_CASE("every asserted vector: the same events resolved from a datafile by ke
             continue;
         INFO("vector " << f);
         const auto vec = test::read_json("vectors/" + f);
-        app::payload_input_options opts;
+        test::payload_input_options opts;
         opts.datafile = datafile_for(vec.at("inputs").at(0).at("context").as_object());
 
         // Keep only what a caller with a datafile gives: keys, metadata, user data.

@@ -1,4 +1,4 @@
-#include "mpsc_ring.hpp"
+#include "core/mpsc_ring.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,6 +1,6 @@
 // parse_endpoint_url: the URLs the HTTP dispatcher accepts, and the message for those it refuses.
 
-#include "url.hpp"
+#include <evdispatch/endpoint_url.hpp>
 
 #include <evdispatch/error.hpp>
 #include <evdispatch/http_event_dispatcher.hpp>
@@ -12,7 +12,7 @@
 
 #include <string>
 
-using evdispatch::detail::parse_endpoint_url;
+using evdispatch::parse_endpoint_url;
 
 TEST_CASE("parse_endpoint_url accepts http and https URLs", "[unit][url]") {
     struct row {

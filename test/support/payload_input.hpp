@@ -6,10 +6,10 @@
 
 #include <evdispatch/config.hpp>
 #include <evdispatch/event.hpp>
-#include <evdispatch/event_builder.hpp>
+#include <evdispatch/optimizely/event_builder.hpp>
 #include <evdispatch/log_event.hpp>
-#include <evdispatch/project_config.hpp>
-#include <evdispatch/value.hpp>
+#include <evdispatch/optimizely/project_config.hpp>
+#include <evdispatch/optimizely/value.hpp>
 
 #include <boost/json/value.hpp>
 #include <boost/system/error_code.hpp>
@@ -21,7 +21,7 @@
 #include <string_view>
 #include <vector>
 
-namespace evdispatch::app {
+namespace evdispatch::test {
 
 /// How entries become events.
 struct payload_input_options {
@@ -83,4 +83,4 @@ std::vector<log_event> group_payload_events(const std::vector<payload_entry>& ev
 /// `{"url":..., "http_verb":"POST", "headers":{...}, "params":<the batch body>}`.
 std::string write_payload_json(const std::vector<log_event>& batches);
 
-}  // namespace evdispatch::app
+}  // namespace evdispatch::test

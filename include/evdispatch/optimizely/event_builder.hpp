@@ -13,7 +13,7 @@
 ///   to their ids and tags already serialised; it is for callers that cache resolved inputs.
 
 #include <evdispatch/event.hpp>
-#include <evdispatch/value.hpp>
+#include <evdispatch/optimizely/value.hpp>
 
 #include <boost/system/error_code.hpp>
 

@@ -6,7 +6,7 @@
 // system store plus an extra CA file) and bounds every step by a timeout, so a receiver that is
 // down or blackholed costs a failure, never a hang or an exception.
 
-#include "url.hpp"
+#include <evdispatch/endpoint_url.hpp>
 
 #include <evdispatch/retry_policy.hpp>
 
@@ -22,10 +22,10 @@
 #include <optional>
 #include <string>
 
-namespace evdispatch::app {
+namespace evdispatch::test {
 
 struct sync_client_config {
-    detail::parsed_url url;  ///< Where to POST (parse_endpoint_url).
+    endpoint_url url;  ///< Where to POST (parse_endpoint_url).
     /// Keep the connection for the next request; false: a new connection per request (the
     /// client closes it after the response). Default false.
     bool keep_alive = false;
@@ -94,4 +94,4 @@ private:
     std::uint64_t connections_opened_ = 0;
 };
 
-}  // namespace evdispatch::app
+}  // namespace evdispatch::test

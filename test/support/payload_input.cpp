@@ -1,10 +1,10 @@
 // Entries in the shape of the vectors' `inputs` -> events -> the batches the processor sends.
 
-#include "payload_input.hpp"
+#include "support/payload_input.hpp"
 
-#include "batcher.hpp"
-#include "json_read.hpp"
-#include "json_writer.hpp"
+#include "core/batcher.hpp"
+#include "optimizely/json_read.hpp"
+#include "core/json_writer.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/parser.hpp>
@@ -13,7 +13,7 @@
 #include <cmath>
 #include <limits>
 
-namespace evdispatch::app {
+namespace evdispatch::test {
 
 namespace json = boost::json;
 
@@ -447,4 +447,4 @@ std::string write_payload_json(const std::vector<log_event>& batches) {
     return out;
 }
 
-}  // namespace evdispatch::app
+}  // namespace evdispatch::test

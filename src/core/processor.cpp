@@ -8,7 +8,7 @@
 
 #include "core/config_check.hpp"
 #include "core/pipeline.hpp"
-#include "mpsc_ring.hpp"
+#include "core/mpsc_ring.hpp"
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
@@ -27,13 +27,7 @@
 #include <thread>
 #include <vector>
 
-#ifndef EVDISPATCH_VERSION
-#define EVDISPATCH_VERSION "0.0.0"
-#endif
-
 namespace evdispatch {
-
-std::string_view version() noexcept { return EVDISPATCH_VERSION; }
 
 namespace asio = boost::asio;
 using boost::system::error_code;

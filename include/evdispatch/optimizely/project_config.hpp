@@ -5,7 +5,7 @@
 /// event ids, experiments, feature flags and rollouts.
 
 #include <evdispatch/event.hpp>
-#include <evdispatch/event_builder.hpp>
+#include <evdispatch/optimizely/event_builder.hpp>
 
 #include <boost/system/error_code.hpp>
 

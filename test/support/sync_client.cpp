@@ -1,4 +1,4 @@
-#include "sync_client.hpp"
+#include "support/sync_client.hpp"
 
 #include <evdispatch/error.hpp>
 #include <evdispatch/event.hpp>
@@ -16,7 +16,7 @@
 
 #include <algorithm>
 
-namespace evdispatch::app {
+namespace evdispatch::test {
 
 namespace asio = boost::asio;
 namespace ssl = asio::ssl;
@@ -242,4 +242,4 @@ attempt_outcome sync_client::post(std::string body) {
     }
 }
 
-}  // namespace evdispatch::app
+}  // namespace evdispatch::test

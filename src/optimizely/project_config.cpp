@@ -1,6 +1,6 @@
-#include <evdispatch/project_config.hpp>
+#include <evdispatch/optimizely/project_config.hpp>
 
-#include "json_read.hpp"
+#include "optimizely/json_read.hpp"
 
 #include <evdispatch/error.hpp>
 

@@ -1,8 +1,8 @@
-#include "batcher.hpp"
+#include "core/batcher.hpp"
 
 #include "core/config_check.hpp"
 
-#include "json_writer.hpp"
+#include "core/json_writer.hpp"
 
 #include <algorithm>
 #include <stdexcept>

@@ -6,10 +6,10 @@
 #include <evdispatch/http_event_dispatcher.hpp>
 #include <evdispatch/retry_policy.hpp>
 
-#include "address_cache.hpp"
+#include "http/address_cache.hpp"
 #include "core/config_check.hpp"
-#include "resolve_job.hpp"
-#include "url.hpp"
+#include "http/resolve_job.hpp"
+#include <evdispatch/endpoint_url.hpp>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -95,7 +95,7 @@ struct connection {
 };
 
 struct endpoint_pool {
-    parsed_url url;
+    endpoint_url url;
     std::string header_prefix;  // request line + fixed headers, up to Content-Length value
     std::vector<std::shared_ptr<connection>> idle;
     std::size_t busy = 0;

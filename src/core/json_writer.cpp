@@ -1,4 +1,4 @@
-#include "json_writer.hpp"
+#include "core/json_writer.hpp"
 
 namespace evdispatch::detail {
 

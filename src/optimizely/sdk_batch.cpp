@@ -1,6 +1,6 @@
-#include <evdispatch/sdk_batch.hpp>
+#include <evdispatch/optimizely/sdk_batch.hpp>
 
-#include "json_read.hpp"
+#include "optimizely/json_read.hpp"
 
 #include <evdispatch/error.hpp>
 

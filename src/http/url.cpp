@@ -1,4 +1,4 @@
-#include "url.hpp"
+#include <evdispatch/endpoint_url.hpp>
 
 #include <evdispatch/error.hpp>
 
@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <optional>
 
-namespace evdispatch::detail {
+namespace evdispatch {
 
 namespace {
 [[noreturn]] void bad(std::string_view url, std::string_view why) {
@@ -70,11 +70,11 @@ std::optional<std::uint16_t> port_of(std::string_view url) {
 }
 }  // namespace
 
-parsed_url parse_endpoint_url(std::string_view url) {
+endpoint_url parse_endpoint_url(std::string_view url) {
     auto r = boost::urls::parse_uri(url);
     if (!r) not_a_uri(url, r.error().message());
     const boost::urls::url_view u = *r;
-    parsed_url p;
+    endpoint_url p;
     const auto scheme = u.scheme_id();
     if (scheme == boost::urls::scheme::https)
         p.tls = true;
@@ -98,4 +98,4 @@ parsed_url parse_endpoint_url(std::string_view url) {
     return p;
 }
 
-}  // namespace evdispatch::detail
+}  // namespace evdispatch

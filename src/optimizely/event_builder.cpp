@@ -1,10 +1,10 @@
-#include <evdispatch/event_builder.hpp>
+#include <evdispatch/optimizely/event_builder.hpp>
 
-#include "json_writer.hpp"
-#include "uuid.hpp"
+#include "core/json_writer.hpp"
+#include "optimizely/uuid.hpp"
 
 #include <evdispatch/error.hpp>
-#include <evdispatch/project_config.hpp>
+#include <evdispatch/optimizely/project_config.hpp>
 
 #include <boost/system/system_error.hpp>
 

@@ -13,11 +13,11 @@
 // Cost in the fault-free path: one relaxed atomic load per request (`faults_on`); the fault
 // mutex is only taken while some fault is set.
 
-#include <evdispatch/collector.hpp>
+#include <evdispatch/collector/collector.hpp>
 
-#include "collector_check.hpp"
-#include "json_writer.hpp"
-#include "uuid_set.hpp"
+#include "collector/check.hpp"
+#include "core/json_writer.hpp"
+#include "collector/uuid_set.hpp"
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>

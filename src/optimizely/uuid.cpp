@@ -1,6 +1,6 @@
-#include "uuid.hpp"
+#include "optimizely/uuid.hpp"
 
-#include <evdispatch/event_builder.hpp>
+#include <evdispatch/optimizely/event_builder.hpp>
 
 #include <array>
 #include <cstdint>

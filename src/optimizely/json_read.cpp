@@ -1,4 +1,4 @@
-#include "json_read.hpp"
+#include "optimizely/json_read.hpp"
 
 namespace evdispatch::detail {
 
