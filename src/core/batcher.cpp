@@ -45,36 +45,41 @@ batcher::open_batch* batcher::find(const context_ptr& ctx) noexcept {
     return nullptr;
 }
 
+// The envelope of a context is rendered once and kept while the context is in use (a few
+// contexts: one per datafile revision and endpoint); a new batch only copies it.
+const std::string& batcher::envelope_prefix(const context_ptr& ctx) {
+    for (auto& e : envelopes_)
+        if (e.context == ctx) return e.prefix;
+    for (auto& e : envelopes_)
+        if (*e.context == *ctx) return e.prefix;
+    if (envelopes_.size() >= max_envelopes) envelopes_.erase(envelopes_.begin());  // oldest
+    envelope e{ctx, {}};
+    write_envelope_prefix(e.prefix, *ctx);
+    envelopes_.push_back(std::move(e));
+    return envelopes_.back().prefix;
+}
+
 add_result batcher::add(const user_event& ev, clock::time_point now,
                         std::vector<closed_batch>& out) {
     open_batch* o = find(ev.context);
-    std::size_t prefix = 0;
-    if (o) {
-        prefix = o->prefix_bytes;
-    } else {
-        scratch_.clear();
-        write_envelope_prefix(scratch_, *ev.context);
-        prefix = scratch_.size();
-    }
+    const std::size_t prefix = o ? o->prefix_bytes : envelope_prefix(ev.context).size();
     if (prefix + ev.visitor_json.size() + envelope_suffix.size() > cfg_.max_batch_bytes)
         return add_result::too_large;
 
     if (o && o->b.body.size() + 1 + ev.visitor_json.size() + envelope_suffix.size() >
                  cfg_.max_batch_bytes) {
-        close(static_cast<std::size_t>(o - open_.data()), close_cause::bytes, out);
+        close(static_cast<std::size_t>(o - open_.data()), out);
         o = nullptr;
-        scratch_.clear();
-        write_envelope_prefix(scratch_, *ev.context);
     }
     if (!o) {
+        const std::string& p = envelope_prefix(ev.context);
         open_batch nb;
+        nb.prefix_bytes = p.size();
         nb.b.context = ev.context;
         nb.b.opened = now;
-        nb.prefix_bytes = scratch_.size();
-        const std::size_t estimate =
-            scratch_.size() + cfg_.batch_size * (ev.visitor_json.size() + 1) + 2;
+        const std::size_t estimate = p.size() + cfg_.batch_size * (ev.visitor_json.size() + 1) + 2;
         nb.b.body.reserve(std::min(estimate, cfg_.max_batch_bytes));
-        nb.b.body = scratch_;
+        nb.b.body = p;
         nb.b.created.reserve(std::min<std::size_t>(cfg_.batch_size, 4096));
         open_.push_back(std::move(nb));
         o = &open_.back();
@@ -85,15 +90,13 @@ add_result batcher::add(const user_event& ev, clock::time_point now,
     o->b.created.push_back(ev.created);
     ++o->b.events;
     ++open_events_;
-    if (o->b.events >= cfg_.batch_size)
-        close(static_cast<std::size_t>(o - open_.data()), close_cause::count, out);
+    if (o->b.events >= cfg_.batch_size) close(static_cast<std::size_t>(o - open_.data()), out);
     return add_result::added;
 }
 
-void batcher::close(std::size_t index, close_cause cause, std::vector<closed_batch>& out) {
+void batcher::close(std::size_t index, std::vector<closed_batch>& out) {
     auto& o = open_[index];
     o.b.body += envelope_suffix;
-    o.b.cause = cause;
     o.b.id = next_id_++;
     open_events_ -= o.b.events;
     out.push_back(std::move(o.b));
@@ -111,7 +114,7 @@ void batcher::tick(clock::time_point now, std::vector<closed_batch>& out) {
             if (oldest == open_.size() || open_[i].b.opened < open_[oldest].b.opened) oldest = i;
         }
         if (oldest == open_.size()) return;
-        close(oldest, close_cause::age, out);
+        close(oldest, out);
     }
 }
 
@@ -120,7 +123,7 @@ void batcher::flush(std::vector<closed_batch>& out) {
         std::size_t oldest = 0;
         for (std::size_t i = 1; i < open_.size(); ++i)
             if (open_[i].b.opened < open_[oldest].b.opened) oldest = i;
-        close(oldest, close_cause::flush, out);
+        close(oldest, out);
     }
 }
 

@@ -18,9 +18,6 @@ namespace evdispatch::detail {
 
 using clock = std::chrono::steady_clock;
 
-/// Why a batch was closed.
-enum class close_cause { count, bytes, age, flush };
-
 /// A batch ready to send: the complete event-batch body and what is needed for accounting.
 struct closed_batch {
     std::uint64_t id = 0;      ///< Sequence number, increasing in closing order.
@@ -28,7 +25,6 @@ struct closed_batch {
     std::string body;          ///< The event batch JSON.
     std::size_t events = 0;    ///< Visitors in the body.
     clock::time_point opened{};  ///< When its first event was added.
-    close_cause cause = close_cause::flush;
     std::vector<clock::time_point> created;  ///< Each event's build time (for latency).
 };
 
@@ -77,14 +73,21 @@ private:
         std::size_t prefix_bytes = 0;
     };
 
+    struct envelope {
+        context_ptr context;
+        std::string prefix;
+    };
+    static constexpr std::size_t max_envelopes = 64;
+
     open_batch* find(const context_ptr& ctx) noexcept;
-    void close(std::size_t index, close_cause cause, std::vector<closed_batch>& out);
+    const std::string& envelope_prefix(const context_ptr& ctx);
+    void close(std::size_t index, std::vector<closed_batch>& out);
 
     batch_config cfg_;
     std::vector<open_batch> open_;  // few contexts in practice: linear search
     std::size_t open_events_ = 0;
     std::uint64_t next_id_ = 1;
-    std::string scratch_;  // envelope prefix of a new context, reused
+    std::vector<envelope> envelopes_;  // rendered once per context, most recent last
 };
 
 }  // namespace evdispatch::detail
