@@ -98,9 +98,9 @@ struct tls_config {
 
 /// Configuration of batch_event_processor.
 struct processor_config {
-    /// Endpoint URL used by the built-in HTTP dispatcher when the processor creates one.
-    /// http:// or https://. Events carry their own endpoint in their context; the HTTP
-    /// dispatcher accepts events for this endpoint (host, port, scheme) only.
+    /// Endpoint URL of the built-in HTTP dispatcher, checked at construction (http:// or
+    /// https://). Each batch goes to the endpoint of its events' context; the dispatcher keeps a
+    /// pool per endpoint, and this one is used for a context without an endpoint.
     std::string endpoint = "https://logx.optimizely.com/v1/events";
     /// Capacity of the lock-free hand-off ring, in events. Default 10,000. Must be >= 2.
     std::size_t queue_capacity = 10'000;

@@ -50,8 +50,6 @@ public:
     std::size_t max_in_flight() const noexcept override;
     void shutdown() noexcept override;
 
-    /// Connections currently open (idle or busy).
-    std::size_t open_connections() const noexcept;
 
 private:
     std::shared_ptr<detail::http_pool> pool_;

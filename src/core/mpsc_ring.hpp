@@ -104,7 +104,9 @@ public:
         return (tail_.load(std::memory_order_acquire) & closed_bit) != 0;
     }
 
-    /// Number of successful pushes so far (any thread).
+    /// Positions claimed by producers so far (any thread). A push that claimed a position
+    /// always succeeds, so this is the number of accepted events, including ones whose slot is
+    /// not published yet (the processor's `accepted` is this count).
     std::uint64_t pushed() const noexcept {
         return tail_.load(std::memory_order_acquire) & ~closed_bit;
     }

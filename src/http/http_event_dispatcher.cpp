@@ -215,11 +215,6 @@ struct http_pool : std::enable_shared_from_this<http_pool> {
         }
     }
 
-    std::size_t busy_total() const noexcept {
-        std::size_t n = 0;
-        for (auto& [k, p] : pools) n += p.busy;
-        return n;
-    }
 };
 
 /// One dispatch: (open: addresses, connect, handshake) -> write -> read, with one transparent
@@ -354,7 +349,7 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
         if (stopped()) return;
         // The resolution goes on; its answer fills the cache for the next connection.
         result.message = "name resolution did not finish within http.connect_timeout";
-        fail(make_error_code(error::connect_timeout), {}, false);
+        fail(make_error_code(error::connect_timeout), {});
     }
 
     // The resolution we waited for answered (from http_pool::on_resolved).
@@ -363,10 +358,10 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
         waiting_addresses = false;
         address_timer.cancel();
         if (stopped()) return;
-        if (ec) return fail(make_error_code(error::resolve_failed), ec, false);
+        if (ec) return fail(make_error_code(error::resolve_failed), ec);
         if (clock::now() >= deadline) {  // answered, but too late to start connecting
             result.message = "name resolution took longer than http.connect_timeout";
-            return fail(make_error_code(error::connect_timeout), {}, false);
+            return fail(make_error_code(error::connect_timeout), {});
         }
         targets = a;
         connect();
@@ -382,7 +377,7 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
                     const auto code = ec == beast::error::timeout
                                           ? make_error_code(error::connect_timeout)
                                           : make_error_code(error::connect_failed);
-                    return self->fail(code, ec, false);
+                    return self->fail(code, ec);
                 }
                 error_code ignored;
                 self->conn->lowest().socket().set_option(tcp::no_delay(true), ignored);
@@ -415,13 +410,13 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
             if (ec) {
                 const long vr = SSL_get_verify_result(self->conn->tls->native_handle());
                 if (ec == beast::error::timeout)
-                    return self->fail(make_error_code(error::connect_timeout), ec, false);
+                    return self->fail(make_error_code(error::connect_timeout), ec);
                 if (vr != X509_V_OK) {
                     self->result.message = std::string("certificate verification failed: ") +
                                            X509_verify_cert_error_string(vr);
-                    return self->fail(make_error_code(error::tls_verify_failed), ec, false);
+                    return self->fail(make_error_code(error::tls_verify_failed), ec);
                 }
-                return self->fail(make_error_code(error::tls_handshake_failed), ec, false);
+                return self->fail(make_error_code(error::tls_handshake_failed), ec);
             }
             self->conn->connected = true;
             self->write();
@@ -486,10 +481,10 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
             code = make_error_code(error::close_deadline);
         else
             code = make_error_code(error::connection_lost);
-        fail(code, ec, true);
+        fail(code, ec);
     }
 
-    void fail(error_code code, error_code cause, bool /*after_connect*/) {
+    void fail(error_code code, error_code cause) {
         if (result.message.empty()) result.message = cause.message();
         if (code == error::connect_failed || code == error::resolve_failed ||
             code == error::connect_timeout)
@@ -585,10 +580,5 @@ void http_event_dispatcher::shutdown() noexcept {
     for (auto& c : pool_->busy_connections) c->close();
 }
 
-std::size_t http_event_dispatcher::open_connections() const noexcept {
-    std::size_t n = 0;
-    for (auto& [k, p] : pool_->pools) n += p.idle.size() + p.busy;
-    return n;
-}
 
 }  // namespace evdispatch
