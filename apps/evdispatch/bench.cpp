@@ -895,20 +895,6 @@ namespace evdispatch::app {
 
 namespace {
 
-std::vector<std::string> split_list(const std::string& s) {
-    std::vector<std::string> out;
-    std::size_t i = 0;
-    while (i <= s.size()) {
-        auto j = s.find(',', i);
-        if (j == std::string::npos)
-            j = s.size();
-        if (j > i)
-            out.push_back(s.substr(i, j - i));
-        i = j + 1;
-    }
-    return out;
-}
-
 struct sweep_point {
     std::size_t batch_size;
     std::chrono::milliseconds flush;
@@ -1059,6 +1045,8 @@ int run_sweep(const args& a) {
     auto parse_u64s = [&](const char* name, const char* def) {
         std::vector<std::uint64_t> out;
         for (auto& item : split_list(p.str(name, def))) {
+            if (item.empty())
+                continue;
             option_parser one({name}, {});  // so that a bad item names the option
             one.parse({std::string("--") + name, item});
             out.push_back(one.u64(name, 0));
@@ -1072,6 +1060,8 @@ int run_sweep(const args& a) {
     const auto delays = parse_u64s("collector-delays", "0");
     std::vector<std::chrono::milliseconds> flushes;
     for (auto& item : split_list(p.str("flush-intervals", "10ms,100ms,1s"))) {
+        if (item.empty())
+            continue;
         option_parser one({"flush-intervals"}, {});
         one.parse({"--flush-intervals", item});
         flushes.push_back(one.ms("flush-intervals", 0ms));
