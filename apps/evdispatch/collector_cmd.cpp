@@ -76,20 +76,16 @@ boost::json::object stats_json(const collector_stats& s) {
     return o;
 }
 
+// The statuses of --fault-script, in the range the collector accepts for them (200..599), so
+// that a bad one is bad usage naming the option.
 std::vector<unsigned> parse_statuses(const std::string& s) {
     std::vector<unsigned> out;
-    std::size_t i = 0;
-    while (i <= s.size()) {
-        auto j = s.find(',', i);
-        if (j == std::string::npos)
-            j = s.size();
-        const std::string part = s.substr(i, j - i);
+    for (const auto& part : split_list(s)) {
         char* end = nullptr;
         const unsigned long v = std::strtoul(part.c_str(), &end, 10);
-        if (part.empty() || *end != '\0' || v < 100 || v > 599)
-            throw usage_error("--fault-script: '" + part + "' is not an HTTP status");
+        if (part.empty() || *end != '\0' || v < 200 || v > 599)
+            throw usage_error("--fault-script: '" + part + "' is not a status in 200..599");
         out.push_back(static_cast<unsigned>(v));
-        i = j + 1;
     }
     return out;
 }

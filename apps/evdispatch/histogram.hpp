@@ -25,7 +25,6 @@ public:
             counts_[i] += o.counts_[i];
         total_ += o.total_;
     }
-    std::uint64_t count() const noexcept { return total_; }
 
     /// Value at quantile q in [0,1] (upper edge of the bucket holding it); 0 if empty.
     std::uint64_t quantile(double q) const noexcept {

@@ -32,7 +32,6 @@ void option_parser::parse(const std::vector<std::string>& args) {
             if (inline_value)
                 throw usage_error("option --" + a + " takes no value");
             values_[a] = "1";
-            order_.emplace_back(a, "true");
             continue;
         }
         if (!inline_value) {
@@ -41,7 +40,6 @@ void option_parser::parse(const std::vector<std::string>& args) {
             value = args[++i];
         }
         values_[a] = value;
-        order_.emplace_back(a, value);
     }
 }
 
@@ -107,6 +105,20 @@ std::chrono::milliseconds option_parser::ms(const std::string& name, std::chrono
         throw usage_error("--" + name + ": '" + it->second +
                           "' is not a duration (e.g. 250ms, 2s, 1m)");
     return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(v * scale)));
+}
+
+std::vector<std::string> split_list(const std::string& value) {
+    std::vector<std::string> items;
+    std::size_t begin = 0;
+    for (;;) {
+        const auto comma = value.find(',', begin);
+        if (comma == std::string::npos) {
+            items.push_back(value.substr(begin));
+            return items;
+        }
+        items.push_back(value.substr(begin, comma - begin));
+        begin = comma + 1;
+    }
 }
 
 host_port parse_host_port(const std::string& name, const std::string& value, unsigned min_port) {

@@ -19,7 +19,7 @@ struct usage_error : std::runtime_error {
 
 class option_parser {
 public:
-    /// `spec`: option names (without --) that take a value; `flags`: those that do not.
+    /// `valued`: option names (without --) that take a value; `flags`: those that do not.
     option_parser(std::vector<std::string> valued, std::vector<std::string> flags);
 
     /// Parses; throws usage_error naming the bad option.
@@ -34,14 +34,15 @@ public:
     /// Durations: "250ms", "2s", "1m", or a plain number in `unit`.
     std::chrono::milliseconds ms(const std::string& name, std::chrono::milliseconds def,
                                  const char* unit = "ms") const;
-    /// Every option that was given, in the order given (for reporting the configuration).
-    const std::vector<std::pair<std::string, std::string>>& given() const { return order_; }
 
 private:
     std::vector<std::string> valued_, flags_;
     std::map<std::string, std::string> values_;
-    std::vector<std::pair<std::string, std::string>> order_;
 };
+
+/// The items of a comma-separated option value, in order. Empty items are kept ("1,,2" gives
+/// "1", "", "2"; "" gives one empty item): the caller decides whether they are an error.
+std::vector<std::string> split_list(const std::string& value);
 
 /// An IP address and a port, from a HOST:PORT option value.
 struct host_port {

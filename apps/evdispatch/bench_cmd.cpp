@@ -1,0 +1,288 @@
+// evdispatch bench: drives the processor with producer threads against the embedded loopback
+// collector (or a receiver at --url), and compares with a baseline run in the same process.
+
+#include "bench_report.hpp"
+#include "bench_run.hpp"
+#include "commands.hpp"
+#include "guarded_thread.hpp"
+#include "options.hpp"
+
+#include <evdispatch/collector/collector.hpp>
+#include <evdispatch/endpoint_url.hpp>
+
+#include "support/sync_client.hpp"
+#include "support/tls_certs.hpp"
+
+#include <boost/system/system_error.hpp>
+
+#include <condition_variable>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+
+namespace evdispatch::app {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+const char* bench_help =
+    "usage: evdispatch bench [options]\n"
+    "  --events N              events to send (default: run for --duration)\n"
+    "  --duration T            run time when --events is not given (default 10s)\n"
+    "  --producers P           producer threads (default 4)\n"
+    "  --rate R                events/s over all producers (default: as fast as possible)\n"
+    "  --batch-size N          events per batch (default 10)\n"
+    "  --flush-interval T      batch age limit (default 30s)\n"
+    "  --max-batch-bytes N     bytes per batch body (default 1048576)\n"
+    "  --connections N         keep-alive connections (default 4)\n"
+    "  --queue-capacity N      hand-off ring capacity (default 10000)\n"
+    "  --collector-delay-ms N  delay each collector response (default 0)\n"
+    "  --baseline B            baseline run in the same process: sync (one blocking POST per\n"
+    "                          event, new connection each), sync-keepalive, mutex (mutex +\n"
+    "                          condition variable + deque hand-off), none (default sync)\n"
+    "  --baseline-duration T   baseline run time (default 2s)\n"
+    "  --tls                   the embedded collector serves HTTPS (a CA and a certificate for\n"
+    "                          localhost are made for the run; verification stays on)\n"
+    "  --collector-fault F     fault of the embedded collector: close-after-response,\n"
+    "                          max-requests=N, 5xx-burst, 429-burst, reset-burst,\n"
+    "                          stall-burst, drop-responses-burst (bursts last the first second)\n"
+    "  --url URL               send to a receiver you run instead of the embedded collector\n"
+    "                          (http:// or https://; checked before anything starts)\n"
+    "  --ca-file FILE          extra CA bundle for an https --url (the system store is trusted\n"
+    "                          too; the certificate must name the URL's host)\n"
+    "  --close-timeout T       deadline for delivering what is left at the end (default 30s)\n"
+    "  --json                  print one JSON object on stdout instead of the table\n"
+    "  --quiet                 no progress lines\n"
+    "Events not delivered are counted by reason (connect_failed, timeout, tls_verify_failed,\n"
+    "server_error, rejected_4xx, network_error, ...), in the table and under \"dropped\" in the\n"
+    "JSON; stderr gets the first error of each reason. The sync baselines do not retry: a\n"
+    "failed POST drops its event. They use the processor's timeouts (connect 5 s, request\n"
+    "10 s) and, after a failed connect, a producer waits 10 ms (doubling up to 250 ms) before\n"
+    "its next event.\n"
+    "Exit status: 0 the run finished and its accounting balances; 3 the same, but the\n"
+    "evdispatch run delivered no event at all (receiver down, refusing or unverifiable); the\n"
+    "table or JSON is printed all the same; 1 accounting does not balance, the collector\n"
+    "counted fewer events than reported delivered, or another failure; 2 bad usage (options,\n"
+    "--url, --ca-file).\n";
+
+// The values of --baseline but none, and what each does (for its progress line).
+struct baseline_kind {
+    const char* name;
+    const char* does;
+};
+constexpr baseline_kind baselines[] = {
+    {"sync", "one blocking POST per event on each producer thread, a new connection each"},
+    {"sync-keepalive",
+     "one blocking POST per event on each producer thread, over a connection it keeps"},
+    {"mutex",
+     "producers queue events under a mutex + condition variable, one thread hands them to "
+     "the processor"},
+};
+
+const baseline_kind* find_baseline(const std::string& name) {
+    for (const auto& b : baselines)
+        if (name == b.name)
+            return &b;
+    return nullptr;
+}
+
+// Refuses a --url the library's parser refuses, and an https --url's --ca-file that does not
+// load, before any thread starts: both are bad usage.
+void check_url(const bench_options& o) {
+    endpoint_url parsed;
+    try {
+        parsed = parse_endpoint_url(o.url);
+    } catch (const boost::system::system_error& e) {
+        // what() is "<what the parser said>: <the code's text>": keep the first part.
+        std::string why = e.what();
+        const std::string code_text = ": " + std::string(e.code().what());
+        if (why.size() > code_text.size() && why.ends_with(code_text))
+            why.resize(why.size() - code_text.size());
+        throw usage_error("--url: " + why +
+                          " (expected http://HOST[:PORT]/PATH or https://HOST[:PORT]/PATH)");
+    }
+    if (parsed.tls && !o.proc.tls.ca_file.empty()) {
+        try {
+            (void)test::make_sync_tls_context(o.proc.tls.ca_file);
+        } catch (const boost::system::system_error& e) {
+            throw usage_error("--ca-file: cannot load \"" + o.proc.tls.ca_file +
+                              "\" as a PEM CA bundle (" + e.code().message() + ")");
+        }
+    }
+}
+
+bench_options read_options(const option_parser& p) {
+    bench_options o;
+    o.events = p.u64("events", 0);
+    o.duration = p.ms("duration", o.duration, "s");
+    o.producers = static_cast<unsigned>(p.u64("producers", 4, 1, 256));
+    o.rate = p.num("rate", 0, 0, 1e9);
+    o.proc.batch.batch_size = p.u64("batch-size", 10, 1);
+    o.proc.batch.flush_interval = p.ms("flush-interval", 30'000ms);
+    o.proc.batch.max_batch_bytes = p.u64("max-batch-bytes", 1 << 20, 1024);
+    o.proc.http.max_connections = p.u64("connections", 4, 1, 1024);
+    o.proc.queue_capacity = p.u64("queue-capacity", 10'000, 2);
+    o.collector_delay = std::chrono::milliseconds(p.u64("collector-delay-ms", 0, 0, 600'000));
+    o.baseline = p.str("baseline", "sync");
+    if (o.baseline != "none" && !find_baseline(o.baseline))
+        throw usage_error("--baseline must be sync, sync-keepalive, mutex or none");
+    o.baseline_duration = p.ms("baseline-duration", o.baseline_duration, "s");
+    o.url = p.str("url", "");
+    o.proc.tls.ca_file = p.str("ca-file", "");
+    o.tls = p.flag("tls");
+    o.collector_fault = p.str("collector-fault", "");
+    if (!o.url.empty() && (o.tls || !o.collector_fault.empty() || o.collector_delay.count()))
+        throw usage_error(
+            "--tls, --collector-fault and --collector-delay-ms apply to the "
+            "embedded collector, not to --url");
+    o.close_timeout = p.ms("close-timeout", o.close_timeout, "s");
+    o.json_out = p.flag("json");
+    o.progress = !p.flag("quiet");
+    if (o.proc.batch.flush_interval.count() == 0)
+        throw usage_error("--flush-interval must be at least 1ms");
+    if (o.duration.count() == 0 && o.events == 0)
+        throw usage_error("--duration must be positive when --events is not given");
+    if (p.has("url"))
+        check_url(o);
+    return o;
+}
+
+// Sets the named fault on the collector; returns true for a burst (to be cleared after 1 s).
+bool apply_fault(collector& col, const std::string& name) {
+    collector_faults f;
+    bool burst = name.size() > 6 && name.compare(name.size() - 6, 6, "-burst") == 0;
+    if (name == "close-after-response") {
+        f.close_after_response = true;
+    } else if (name.rfind("max-requests=", 0) == 0) {
+        option_parser n({"collector-fault"}, {});  // so that a bad N names the option
+        n.parse({"--collector-fault", name.substr(13)});
+        f.max_requests_per_connection =
+            static_cast<unsigned>(n.u64("collector-fault", 1, 1, 1'000'000));
+    } else if (name == "5xx-burst") {
+        f.retry_after_status = 503;
+    } else if (name == "429-burst") {
+        f.retry_after_status = 429;
+        f.retry_after = "1";
+    } else if (name == "reset-burst") {
+        f.reset_mid_request = true;
+    } else if (name == "stall-burst") {
+        f.stall = true;
+    } else if (name == "drop-responses-burst") {
+        f.accept_then_drop_response = true;
+    } else {
+        throw usage_error("unknown --collector-fault '" + name + "'");
+    }
+    col.set_faults(f);
+    return burst;
+}
+
+// The embedded collector of a run without --url, with its certificates (--tls) and the thread
+// that ends a burst fault.
+struct embedded_collector {
+    std::unique_ptr<test::tls_certs> certs;
+    std::unique_ptr<collector> col;
+    guarded_thread fault_clearer;  // after col: stopped and joined before it goes
+};
+
+// Starts the collector `o` asks for; with --tls, points o.proc.tls.ca_file at its CA.
+embedded_collector start_collector(bench_options& o) {
+    embedded_collector e;
+    collector_config cc;
+    cc.delay = o.collector_delay;
+    if (o.tls) {
+        e.certs = std::make_unique<test::tls_certs>();
+        cc.tls_cert_file = e.certs->server.cert;
+        cc.tls_key_file = e.certs->server.key;
+        cc.url_host = "localhost";
+        o.proc.tls.ca_file = e.certs->ca.cert;
+    }
+    e.col = std::make_unique<collector>(cc);
+    if (!o.collector_fault.empty() && apply_fault(*e.col, o.collector_fault))
+        e.fault_clearer = guarded_thread("ev-faults", [c = e.col.get()](std::stop_token st) {
+            std::mutex m;
+            std::condition_variable_any cv;
+            std::unique_lock lk(m);
+            cv.wait_for(lk, st, 1s, [] { return false; });
+            c->set_faults({});
+        });
+    return e;
+}
+
+std::optional<run_result> run_baseline(const bench_options& o, const std::string& url,
+                                       collector* col) {
+    const baseline_kind* kind = find_baseline(o.baseline);
+    if (!kind)
+        return std::nullopt;
+    if (o.progress)
+        std::fprintf(stderr, "baseline %s: %s...\n", kind->name, kind->does);
+    if (o.baseline == "mutex")
+        return run_mutex_baseline(o, url, col);
+    return run_sync_baseline(o, url, col, o.baseline == "sync-keepalive");
+}
+
+// The exit status (see bench_help), with a line on stderr saying why when it is not 0.
+int exit_status(const run_result& ours, const std::optional<run_result>& base, const collector* col,
+                const std::string& url) {
+    if (!ours.balanced || (base && !base->balanced)) {
+        std::fprintf(stderr, "evdispatch bench: accounting does not balance\n");
+        return 1;
+    }
+    if (col && ours.collector_events + (base ? base->collector_events : 0) <
+                   ours.delivered + (base ? base->delivered : 0)) {
+        std::fprintf(stderr,
+                     "evdispatch bench: the collector counted fewer events than "
+                     "were reported delivered\n");
+        return 1;
+    }
+    if (ours.accepted > 0 && ours.delivered == 0) {
+        std::fprintf(stderr, "evdispatch bench: no event was delivered to %s\n", url.c_str());
+        return 3;
+    }
+    return 0;
+}
+
+}  // namespace
+
+int run_bench(const args& a) {
+    option_parser p(
+        {"events", "duration", "producers", "rate", "batch-size", "flush-interval",
+         "max-batch-bytes", "connections", "queue-capacity", "collector-delay-ms", "baseline",
+         "baseline-duration", "url", "ca-file", "close-timeout", "collector-fault"},
+        {"json", "quiet", "help", "tls"});
+    p.parse(a);
+    if (p.flag("help")) {
+        std::fputs(bench_help, stdout);
+        return 0;
+    }
+    bench_options o = read_options(p);
+    embedded_collector embedded;
+    std::string url = o.url;
+    if (url.empty()) {
+        embedded = start_collector(o);
+        url = embedded.col->url();
+    }
+    collector* col = embedded.col.get();
+    if (o.progress)
+        std::fprintf(stderr, "evdispatch bench: %u producers -> %s (batch %zu, %zu connections)\n",
+                     o.producers, url.c_str(), o.proc.batch.batch_size,
+                     o.proc.http.max_connections);
+    const run_result ours = run_ours(o, url, col);
+    embedded.fault_clearer.join();
+    const std::optional<run_result> base = run_baseline(o, url, col);
+
+    if (o.json_out)
+        print_json(o, url, ours, base ? &*base : nullptr);
+    else
+        print_table(ours, base ? &*base : nullptr);
+    std::fflush(stdout);
+    report_failures(ours);
+    if (base)
+        report_failures(*base);
+    return exit_status(ours, base, col, url);
+}
+
+}  // namespace evdispatch::app

@@ -1,0 +1,571 @@
+// evdispatch bench: the producer driver, the evdispatch run and the baselines.
+
+#include "bench_run.hpp"
+
+#include "guarded_thread.hpp"
+#include "histogram.hpp"
+
+#include <evdispatch/endpoint_url.hpp>
+#include <evdispatch/processor.hpp>
+#include <evdispatch/retry_policy.hpp>
+
+#include "support/sync_client.hpp"
+#include "support/workload.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
+
+#include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#define EVDISPATCH_HAVE_TSC 1
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <cinttypes>
+#include <condition_variable>
+#include <cstdio>
+#include <ctime>
+#include <deque>
+#include <exception>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <stop_token>
+#include <thread>
+#include <vector>
+
+namespace evdispatch::app {
+
+namespace asio = boost::asio;
+using clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+double peak_rss_mb() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+// Cheap timestamps for process() timing: the TSC where available, calibrated against the
+// steady clock over the run.
+inline std::uint64_t ticks() noexcept {
+#ifdef EVDISPATCH_HAVE_TSC
+    return __rdtsc();
+#else
+    return static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
+#endif
+}
+
+struct tick_calibration {
+    clock::time_point t0 = clock::now();
+    std::uint64_t k0 = ticks();
+    double ns_per_tick() const {
+        const auto dt = std::chrono::duration<double, std::nano>(clock::now() - t0).count();
+        const auto dk = static_cast<double>(ticks() - k0);
+        return dk > 0 ? dt / dk : 1.0;
+    }
+};
+
+// Sets the process() percentiles of `r` from the producers' histograms (in ticks).
+void set_process_percentiles(run_result& r, const std::vector<histogram>& hist,
+                             double ns_per_tick) {
+    histogram all;
+    for (const auto& h : hist)
+        all.merge(h);
+    const auto ns = [&](double q) {
+        return static_cast<std::uint64_t>(static_cast<double>(all.quantile(q)) * ns_per_tick);
+    };
+    r.p50 = ns(0.50);
+    r.p99 = ns(0.99);
+    r.p999 = ns(0.999);
+}
+
+// The collector's counters when a run starts; count() puts what it saw since then into the
+// result. Without a collector (a receiver at --url) it does nothing.
+class collector_delta {
+public:
+    explicit collector_delta(collector* col)
+        : col_(col), before_(col ? col->stats() : collector_stats{}) {}
+
+    void count(run_result& r) const {
+        if (!col_)
+            return;
+        const auto now = col_->stats();
+        r.duplicates = now.duplicates - before_.duplicates;
+        r.collector_events = now.unique_events - before_.unique_events;
+    }
+
+private:
+    collector* col_;
+    collector_stats before_;
+};
+
+// Runs `o.producers` threads that build and hand over events until the count or the time is
+// reached. Each thread first calls `make_producer(p)` and submits through what it returns (made
+// and destroyed on that thread): an object with `bool submit(event_ptr)` (true: accepted; timed
+// into hist[p]) and `void refused(clock::time_point end)` (called after a refusal, outside the
+// timing; `end` is when the run ends). `check_time_each_event`: look at the clock before every
+// event, not every 256 (for producers whose submit blocks). If a producer throws, the others
+// stop and the first exception is rethrown here once every producer has ended.
+template <class MakeProducer>
+void drive_producers(const bench_options& o, const context_ptr& ctx, MakeProducer&& make_producer,
+                     std::vector<histogram>& hist, std::atomic<std::uint64_t>& submitted,
+                     bool check_time_each_event = false) {
+    test::workload wl(ctx);
+    const auto start = clock::now();
+    const auto end = o.events ? clock::time_point::max() : start + o.duration;
+    const std::uint64_t check_mask = check_time_each_event ? 0 : 255;
+    std::atomic<bool> stop{false};  // set by a producer that throws
+    hist.assign(o.producers, histogram{});
+    std::vector<guarded_thread> ts;  // joined by their destructors if starting one throws
+    ts.reserve(o.producers);
+    for (unsigned p = 0; p < o.producers; ++p) {
+        ts.emplace_back("ev-producer", [&, p](std::stop_token st) {
+            try {
+                auto producer = make_producer(p);
+                auto imp = test::sample_impression();
+                auto conv = test::sample_conversion();
+                const std::uint64_t quota =
+                    o.events ? o.events / o.producers + (p < o.events % o.producers ? 1 : 0)
+                             : UINT64_MAX;
+                const double per_thread_rate = o.rate > 0 ? o.rate / o.producers : 0;
+                auto next = clock::now();
+                const auto interval =
+                    per_thread_rate > 0 ? std::chrono::duration_cast<clock::duration>(
+                                              std::chrono::duration<double>(1.0 / per_thread_rate))
+                                        : clock::duration::zero();
+                histogram& h = hist[p];
+                for (std::uint64_t i = 0; i < quota; ++i) {
+                    if ((i & check_mask) == 0 && (stop.load(std::memory_order_relaxed) ||
+                                                  st.stop_requested() || clock::now() >= end))
+                        break;
+                    if (per_thread_rate > 0) {
+                        next += interval;
+                        const auto now = clock::now();
+                        if (next > now)
+                            std::this_thread::sleep_until(next);
+                    }
+                    auto ev = wl.make(i * o.producers + p, imp, conv);
+                    const auto k0 = ticks();
+                    const bool ok = producer.submit(std::move(ev));
+                    const auto k1 = ticks();
+                    h.record(k1 - k0);
+                    submitted.fetch_add(1, std::memory_order_relaxed);
+                    if (!ok)
+                        producer.refused(end);
+                }
+            } catch (...) {
+                stop = true;
+                throw;
+            }
+        });
+    }
+    std::exception_ptr first;
+    for (auto& t : ts) {
+        try {
+            t.join();
+        } catch (...) {
+            if (!first)
+                first = std::current_exception();
+        }
+    }
+    if (first)
+        std::rethrow_exception(first);
+}
+
+// Producer of the evdispatch and mutex runs: hands events over with `submit`; after a refusal
+// (queue full) it lets the dispatcher run.
+template <class Submit>
+struct handoff_producer {
+    Submit submit_fn;
+    bool submit(event_ptr ev) { return submit_fn(std::move(ev)); }
+    void refused(clock::time_point) { std::this_thread::yield(); }
+};
+
+template <class Submit>
+auto handoff(Submit fn) {
+    return [fn](unsigned) { return handoff_producer<Submit>{fn}; };
+}
+
+void progress_line(bool tty, double secs, std::uint64_t submitted, const metrics_snapshot& m) {
+    const double rate = secs > 0 ? static_cast<double>(m.delivered) / secs : 0;
+    const auto state = std::string(to_string(m.state));
+    if (tty)
+        std::fprintf(stderr,
+                     "\r  %5.1fs  sent %10" PRIu64 "  delivered %10" PRIu64
+                     "  %9.0f ev/s  queue %6" PRIu64 "  in-flight %2" PRIu64
+                     "  endpoint %-7s held %8" PRIu64 "   ",
+                     secs, submitted, m.delivered, rate, m.queue_depth, m.in_flight, state.c_str(),
+                     m.held_events);
+    else
+        std::fprintf(stderr,
+                     "  %5.1fs sent=%" PRIu64 " delivered=%" PRIu64 " rate=%.0f/s queue=%" PRIu64
+                     " in_flight=%" PRIu64 " endpoint=%s held=%" PRIu64 "\n",
+                     secs, submitted, m.delivered, rate, m.queue_depth, m.in_flight, state.c_str(),
+                     m.held_events);
+}
+
+// A line per endpoint state change, but for probes (one line per probe would drown the rest).
+void print_endpoint_change(bool tty, const endpoint_change& c) {
+    if (c.to == endpoint_state::probing)
+        return;
+    std::fprintf(stderr, "%sendpoint %.*s %s -> %s", tty ? "\n" : "",
+                 static_cast<int>(c.url.size()), c.url.data(),
+                 std::string(to_string(c.from)).c_str(), std::string(to_string(c.to)).c_str());
+    if (c.to == endpoint_state::up)
+        std::fprintf(stderr, " after an outage of %lld ms\n",
+                     static_cast<long long>(c.outage.count()));
+    else
+        std::fprintf(stderr, " (%u failures: %.*s), next probe in %lld ms\n", c.failures,
+                     static_cast<int>(c.message.size()), c.message.data(),
+                     static_cast<long long>(c.next_probe.count()));
+}
+
+// What the processor's hooks record, on the dispatcher thread.
+struct delivery_record {
+    histogram e2e;  // accept->ack, microseconds
+    std::uint64_t batch_events = 0, batch_count = 0;
+    std::array<std::string, drop_reason_count> first_failure;
+};
+
+processor_hooks make_hooks(delivery_record& rec, bool progress) {
+    processor_hooks hooks;
+    hooks.on_batch_result = [&rec](const batch_result& br) {
+        if (!br.delivered) {
+            auto& first = rec.first_failure[index_of(br.reason)];
+            if (first.empty())
+                first = br.message.empty() ? br.ec.message() : std::string(br.message);
+            return;
+        }
+        for (auto t : br.created)
+            rec.e2e.record(static_cast<std::uint64_t>(
+                std::chrono::duration_cast<std::chrono::microseconds>(br.finished - t).count()));
+        rec.batch_events += br.events;
+        ++rec.batch_count;
+    };
+    if (progress)
+        hooks.on_endpoint_state = [tty = isatty(STDERR_FILENO) != 0](const endpoint_change& c) {
+            print_endpoint_change(tty, c);
+        };
+    return hooks;
+}
+
+// Samples the processor's metrics every 50 ms on its own thread, for the peak of held events,
+// and with `print` writes a progress line a second. stop() ends it before the processor goes.
+class progress_sampler {
+public:
+    progress_sampler(const batch_event_processor& proc, const std::atomic<std::uint64_t>& submitted,
+                     clock::time_point start, bool print)
+        : tty_(print && isatty(STDERR_FILENO))
+        , thread_("ev-progress", [this, &proc, &submitted, start, print](std::stop_token st) {
+            auto next = start + 1s;
+            while (!st.stop_requested()) {
+                std::this_thread::sleep_for(50ms);
+                const auto m = proc.metrics();
+                if (m.held_events > held_peak_.load(std::memory_order_relaxed))
+                    held_peak_.store(m.held_events, std::memory_order_relaxed);
+                if (!print || clock::now() < next)
+                    continue;
+                next += 1s;
+                progress_line(tty_, std::chrono::duration<double>(clock::now() - start).count(),
+                              submitted.load(), m);
+            }
+        }) {}
+
+    void stop() {
+        thread_.request_stop();
+        thread_.join();
+        if (tty_)
+            std::fprintf(stderr, "\n");
+    }
+
+    std::uint64_t held_peak() const { return held_peak_.load(); }
+
+private:
+    std::atomic<std::uint64_t> held_peak_{0};
+    const bool tty_;
+    guarded_thread thread_;  // last: starts once the members it reads exist
+};
+
+// The mutex baseline's hand-off: the producers push into a bounded deque under a mutex (a
+// full deque refuses, like the ring); one consumer thread takes everything queued and hands it
+// to the processor.
+void drive_through_mutex_queue(const bench_options& o, const context_ptr& ctx,
+                               batch_event_processor& proc, std::vector<histogram>& hist,
+                               std::atomic<std::uint64_t>& submitted) {
+    std::mutex mu;
+    std::condition_variable_any cv;
+    std::deque<event_ptr> queue;
+    bool producers_done = false;
+    guarded_thread consumer("ev-consumer", [&](std::stop_token st) {
+        std::deque<event_ptr> local;
+        for (;;) {
+            {
+                std::unique_lock lk(mu);
+                if (!cv.wait(lk, st, [&] { return !queue.empty() || producers_done; }))
+                    return;  // stop requested: the run is being unwound
+                if (queue.empty() && producers_done)
+                    return;
+                local.swap(queue);
+            }
+            for (auto& ev : local)
+                (void)proc.process(std::move(ev));  // refusals: counted by the processor
+            local.clear();
+        }
+    });
+    const std::size_t cap = o.proc.queue_capacity;
+    drive_producers(o, ctx, handoff([&](event_ptr ev) {
+                        {
+                            std::lock_guard lk(mu);
+                            if (queue.size() >= cap)
+                                return false;
+                            queue.push_back(std::move(ev));
+                        }
+                        cv.notify_one();
+                        return true;
+                    }),
+                    hist, submitted);
+    {
+        std::lock_guard lk(mu);
+        producers_done = true;
+    }
+    cv.notify_one();
+    consumer.join();
+}
+
+enum class handoff_kind { direct, mutex_queue };
+
+// The evdispatch run and the mutex baseline: they differ only in how events reach process().
+run_result run_processor(const bench_options& o, const std::string& url, collector* col,
+                         handoff_kind how) {
+    const bool mutex_queue = how == handoff_kind::mutex_queue;
+    run_result r;
+    r.name = mutex_queue ? "mutex" : "evdispatch";
+    const collector_delta at_collector(col);
+
+    // Written by the hooks on the dispatcher thread: declared before the io_context and the
+    // threads, so they outlive both.
+    delivery_record rec;
+    std::promise<close_report> closed;
+    processor_config pc = o.proc;
+    pc.endpoint = url;
+    asio::io_context io(1);
+    auto work = asio::make_work_guard(io);
+    // Made before any thread starts: a configuration it refuses throws with nothing running.
+    auto proc =
+        std::make_unique<batch_event_processor>(io.get_executor(), pc, make_hooks(rec, o.progress));
+    auto ctx = test::make_context(url);
+
+    // If anything below throws, unwinding stops this thread (io.stop()) and joins it before
+    // the processor and the io_context go; their pending handlers are then destroyed unrun.
+    std::atomic<std::uint64_t> dispatcher_cpu_ns{0};
+    guarded_thread dispatcher("ev-dispatcher", [&](std::stop_token st) {
+        std::stop_callback on_stop(st, [&] { io.stop(); });
+        io.run();
+        timespec ts{};
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        dispatcher_cpu_ns = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull +
+                            static_cast<std::uint64_t>(ts.tv_nsec);
+    });
+
+    std::atomic<std::uint64_t> submitted{0};
+    const auto start = clock::now();
+    progress_sampler progress(*proc, submitted, start, o.progress);
+    tick_calibration cal;
+    std::vector<histogram> hist;
+    if (mutex_queue)
+        drive_through_mutex_queue(o, ctx, *proc, hist, submitted);
+    else
+        drive_producers(o, ctx, handoff([&](event_ptr ev) {
+                            return proc->process(std::move(ev)) == process_result::accepted;
+                        }),
+                        hist, submitted);
+    const double ns_per_tick = cal.ns_per_tick();
+
+    proc->async_close(o.close_timeout,
+                      [&](boost::system::error_code, close_report rep) { closed.set_value(rep); });
+    auto closing = closed.get_future();
+    // The close deadline bounds this; the margin only guards against a dispatcher thread that
+    // died (its exception is rethrown by join()).
+    if (closing.wait_for(o.close_timeout + 30s) != std::future_status::ready) {
+        dispatcher.request_stop();
+        dispatcher.join();
+        throw std::runtime_error("the processor did not finish closing");
+    }
+    const close_report rep = closing.get();
+    const auto finish = clock::now();
+    progress.stop();
+    proc.reset();
+    work.reset();
+    // Let the sockets close: run() returns once no work is left; after 2 s stop it anyway.
+    for (const auto until = clock::now() + 2s; !io.stopped() && clock::now() < until;)
+        std::this_thread::sleep_for(10ms);
+    dispatcher.request_stop();
+    dispatcher.join();
+    const std::uint64_t cpu = dispatcher_cpu_ns.load();
+
+    const auto& m = rep.metrics;
+    r.submitted = mutex_queue ? submitted.load() : m.submitted();
+    r.accepted = m.accepted;
+    r.delivered = m.delivered;
+    r.dropped = m.dropped;
+    if (mutex_queue)  // refused at the mutex queue (full) never reached the processor
+        r.dropped[index_of(drop_reason::queue_full)] += submitted.load() - m.submitted();
+    r.first_failure = rec.first_failure;
+    r.seconds = std::chrono::duration<double>(finish - start).count();
+    r.delivered_per_sec = static_cast<double>(m.delivered) / r.seconds;
+    set_process_percentiles(r, hist, ns_per_tick);
+    r.e2e_p50_ms = static_cast<double>(rec.e2e.quantile(0.50)) / 1000.0;
+    r.e2e_p99_ms = static_cast<double>(rec.e2e.quantile(0.99)) / 1000.0;
+    r.batches = m.batches_delivered;
+    r.mean_batch_events = rec.batch_count ? static_cast<double>(rec.batch_events) /
+                                                static_cast<double>(rec.batch_count)
+                                          : 0;
+    r.connections_opened = m.connections_opened;
+    r.outages = m.outages;
+    r.probes = m.probes;
+    r.outage_ms = m.outage_ms;
+    r.held_peak_events = progress.held_peak();
+    r.dispatcher_cpu_ns_per_event =
+        m.delivered ? static_cast<double>(cpu) / static_cast<double>(m.delivered) : 0;
+    r.peak_rss_mb = peak_rss_mb();
+    r.balanced =
+        m.balanced() && m.pending == 0 && m.accepted == m.delivered + m.dropped_after_accept();
+    at_collector.count(r);
+    return r;
+}
+
+// Counters the producers of a sync baseline share.
+struct sync_totals {
+    std::atomic<std::uint64_t> delivered{0}, connections{0};
+    std::array<std::atomic<std::uint64_t>, drop_reason_count> failed{};
+    std::mutex first_failure_mutex;
+    std::array<std::string, drop_reason_count> first_failure;  // guarded by first_failure_mutex
+
+    void count_failure(drop_reason reason, const std::string& what) {
+        if (failed[index_of(reason)].fetch_add(1, std::memory_order_relaxed) != 0)
+            return;
+        std::lock_guard lock(first_failure_mutex);
+        first_failure[index_of(reason)] = what;
+    }
+};
+
+// A producer of a sync baseline: one blocking POST per event through its own sync_client (its
+// own io_context and connection), made and destroyed on the producer thread. Failures are
+// counted by reason, as the processor counts drops. After a failed connect the producer waits
+// before its next event: 10 ms, doubling up to 250 ms, reset by a connection that works; a
+// receiver that is down then costs a few attempts per second per producer, not a busy loop.
+class sync_producer {
+public:
+    sync_producer(const test::sync_client_config& cfg, asio::ssl::context* tls, sync_totals& totals)
+        : client_(cfg, tls), totals_(totals) {}
+
+    bool submit(event_ptr ev) {
+        std::string body = test::single_event_body(*ev);
+        const auto opened = client_.connections_opened();
+        const attempt_outcome out = client_.post(std::move(body));
+        totals_.connections.fetch_add(client_.connections_opened() - opened,
+                                      std::memory_order_relaxed);
+        if (!out.ec && out.status >= 200 && out.status < 300) {
+            totals_.delivered.fetch_add(1, std::memory_order_relaxed);
+            backoff_ = 0ms;
+            return true;
+        }
+        totals_.count_failure(retry_policy::classify(out).first, client_.last_error());
+        if (!client_.last_failure_was_connect())
+            backoff_ = 0ms;
+        else
+            backoff_ = backoff_.count() == 0
+                           ? 10ms
+                           : std::min<std::chrono::milliseconds>(backoff_ * 2, 250ms);
+        return false;
+    }
+
+    void refused(clock::time_point end) {
+        if (backoff_.count() > 0)
+            std::this_thread::sleep_until(std::min(clock::now() + backoff_, end));
+    }
+
+private:
+    test::sync_client client_;
+    sync_totals& totals_;
+    std::chrono::milliseconds backoff_{0};
+};
+
+}  // namespace
+
+run_result run_ours(const bench_options& o, const std::string& url, collector* col) {
+    return run_processor(o, url, col, handoff_kind::direct);
+}
+
+run_result run_mutex_baseline(const bench_options& o, const std::string& url, collector* col) {
+    bench_options mo = o;
+    if (!o.events)
+        mo.duration = o.baseline_duration;
+    return run_processor(mo, url, col, handoff_kind::mutex_queue);
+}
+
+run_result run_sync_baseline(const bench_options& o, const std::string& url, collector* col,
+                             bool keep_alive) {
+    run_result r;
+    r.name = keep_alive ? "sync-keepalive" : "sync";
+    test::sync_client_config cc;
+    cc.url = parse_endpoint_url(url);
+    cc.keep_alive = keep_alive;
+    cc.connect_timeout = o.proc.http.connect_timeout;
+    cc.request_timeout = o.proc.http.request_timeout;
+    cc.max_response_bytes = o.proc.http.max_response_bytes;
+    std::unique_ptr<asio::ssl::context> tls;
+    if (cc.url.tls)
+        tls = test::make_sync_tls_context(o.proc.tls.ca_file);
+
+    const collector_delta at_collector(col);
+    bench_options bo = o;
+    bo.duration = o.baseline_duration;
+    bo.events = 0;
+    auto ctx = test::make_context(url);
+
+    sync_totals totals;
+    std::atomic<std::uint64_t> submitted{0};
+    std::vector<histogram> hist;
+    const auto start = clock::now();
+    tick_calibration cal;
+    drive_producers(
+        bo, ctx, [&](unsigned) { return sync_producer(cc, tls.get(), totals); }, hist, submitted,
+        true);
+    const double ns_per_tick = cal.ns_per_tick();
+    const auto finish = clock::now();
+    r.submitted = submitted;
+    r.accepted = submitted;
+    r.delivered = totals.delivered;
+    std::uint64_t failed = 0;
+    for (auto reason : all_drop_reasons) {
+        const auto i = index_of(reason);
+        r.dropped[i] = totals.failed[i];
+        failed += r.dropped[i];
+    }
+    r.first_failure = totals.first_failure;
+    r.seconds = std::chrono::duration<double>(finish - start).count();
+    r.delivered_per_sec = static_cast<double>(r.delivered) / r.seconds;
+    set_process_percentiles(r, hist, ns_per_tick);
+    // process() here is the whole POST: it is also the accept-to-ack time.
+    r.e2e_p50_ms = r.p50 / 1e6;
+    r.e2e_p99_ms = r.p99 / 1e6;
+    r.batches = r.delivered;
+    r.mean_batch_events = 1;
+    r.connections_opened = totals.connections;
+    r.peak_rss_mb = peak_rss_mb();
+    r.balanced = r.submitted == r.delivered + failed;
+    at_collector.count(r);
+    return r;
+}
+
+}  // namespace evdispatch::app
