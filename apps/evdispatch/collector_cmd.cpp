@@ -7,8 +7,8 @@
 
 #include "support/tls_certs.hpp"
 
-#include <boost/json/serialize.hpp>
-#include <boost/json/value.hpp>
+#include <evdispatch/error.hpp>
+
 #include <boost/system/system_error.hpp>
 
 #include <csignal>
@@ -55,26 +55,6 @@ const char* collector_help =
     "  --quiet                   no per-second stats lines\n"
     "GET /stats on the collector answers its counters as JSON. Once listening, the first line\n"
     "on stdout is 'evdispatch collector listening on URL (port N)'.\n";
-
-boost::json::object stats_json(const collector_stats& s) {
-    boost::json::object o;
-    o["connections"] = s.connections;
-    o["requests"] = s.requests;
-    o["batches"] = s.batches;
-    o["events"] = s.events;
-    o["unique_events"] = s.unique_events;
-    o["duplicates"] = s.duplicates;
-    o["rejected"] = s.rejected;
-    o["bytes"] = s.bytes;
-    o["failed_batches"] = s.failed_batches;
-    o["failed_events"] = s.failed_events;
-    o["stalled"] = s.stalled;
-    o["resets"] = s.resets;
-    o["dropped_responses"] = s.dropped_responses;
-    o["tls_handshakes"] = s.tls_handshakes;
-    o["tls_handshake_failures"] = s.tls_handshake_failures;
-    return o;
-}
 
 std::vector<unsigned> parse_statuses(const std::string& s) {
     std::vector<unsigned> out;
@@ -195,7 +175,7 @@ int run_collector(const args& a) {
     } catch (const boost::system::system_error& e) {
         // What the collector refuses in its configuration (faults, address) is bad usage; a
         // port in use or a TLS file it cannot read is not.
-        if (e.code() == boost::system::errc::invalid_argument)
+        if (e.code() == error::invalid_config)
             throw usage_error(e.what());
         throw;
     }
@@ -226,7 +206,7 @@ int run_collector(const args& a) {
             break;
     }
     col.stop();
-    std::printf("final: %s\n", boost::json::serialize(stats_json(col.stats())).c_str());
+    std::printf("final: %s\n", to_json(col.stats()).c_str());
     return 0;
 }
 

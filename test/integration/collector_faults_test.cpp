@@ -477,7 +477,7 @@ TEST_CASE("invalid faults are refused with a clear error", "[integration][collec
         col.set_faults(bad);
         FAIL("set_faults accepted invalid faults");
     } catch (const boost::system::system_error& e) {
-        CHECK(e.code() == boost::system::errc::invalid_argument);
+        CHECK(e.code() == evdispatch::error::invalid_config);
         CHECK(std::string(e.what()).find("collector_faults::") != std::string::npos);
     }
     CHECK(col.faults().script == std::vector<unsigned>{500});  // unchanged
