@@ -1,8 +1,8 @@
 // The loopback collector: a Beast HTTP/1.1 server (plain or TLS) that validates event batches
 // with the SAX checker (check.hpp), counts them, removes duplicate events by uuid and injects
 // faults on request. The rooms: faults.cpp decides what to do with each request (no I/O),
-// session.hpp carries it out on one connection, listener.cpp accepts, server_state holds what
-// they share; this file owns the threads and the public API.
+// session.hpp carries it out on one connection, listener.cpp accepts and runs outages,
+// server_state holds what they share; this file owns the threads and the public API.
 //
 // Ownership: collector::impl owns the io_context, the threads and the listener. Everything a
 // connection needs lives in `server_state`, which sessions hold by shared_ptr; nothing holds
@@ -29,6 +29,7 @@
 
 #include <charconv>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -66,6 +67,8 @@ std::string to_json(const collector_stats& s) {
     field("fault_closes", s.fault_closes);
     field("tls_handshakes", s.tls_handshakes);
     field("tls_handshake_failures", s.tls_handshake_failures);
+    field("outages", s.outages);
+    field("down_ms", s.down_ms);
     out += '}';
     return out;
 }
@@ -154,7 +157,7 @@ struct collector::impl {
             detail::throw_invalid("collector_config::success_status must be a 2xx status, got " +
                                   std::to_string(cfg.success_status));
         detail::validate_faults(cfg.faults);
-        state->set_faults(cfg.faults);
+        const std::uint64_t faults_generation = state->set_faults(cfg.faults);
         if (cfg.tls_cert_file.empty() != cfg.tls_key_file.empty())
             detail::throw_invalid(
                 "collector_config::tls_cert_file and tls_key_file must be set together");
@@ -175,6 +178,21 @@ struct collector::impl {
         }
         listen = std::make_shared<detail::listener>(ioc, state);
         listen->bind(tcp::endpoint(address, cfg.port), host + ":" + std::to_string(cfg.port));
+        state->on_outage = [weak = std::weak_ptr<detail::listener>(listen)](
+                               std::chrono::milliseconds length, std::uint64_t generation,
+                               std::weak_ptr<detail::session_base> spare,
+                               std::function<void()> then) {
+            auto l = weak.lock();
+            if (!l)
+                return then();  // not while a server thread runs: impl joins them first
+            asio::post(l->executor(),
+                       [l, length, generation, spare = std::move(spare), then = std::move(then)] {
+                           l->begin_outage(length, generation, spare.lock());
+                           then();
+                       });
+        };
+        // No server thread runs yet: the listener's strand is this thread's.
+        listen->apply_faults(faults_generation, cfg.faults.refuse_for);
         listen->run();
         try {
             threads.reserve(cfg.threads);
@@ -234,7 +252,7 @@ struct collector::impl {
             return;
         paused = true;
         detail::run_on(listen->executor(), [l = listen] { l->pause(); });
-        auto live = state->live_sessions();
+        auto live = state->live_sessions(nullptr);
         auto closed = std::make_shared<detail::countdown>(live.size());
         for (auto& s : live)
             s->post_close([closed] { closed->arrive(); });
@@ -256,7 +274,14 @@ struct collector::impl {
 
     void set_faults(collector_faults f) {
         detail::validate_faults(f);
-        state->set_faults(std::move(f));
+        const auto refuse_for = f.refuse_for;
+        std::lock_guard lock(stop_mutex);
+        const std::uint64_t generation = state->set_faults(std::move(f));
+        if (stopped)
+            return;
+        detail::run_on(listen->executor(), [l = listen, generation, refuse_for] {
+            l->apply_faults(generation, refuse_for);
+        });
     }
 
     std::shared_ptr<detail::server_state> state;

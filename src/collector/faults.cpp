@@ -44,10 +44,30 @@ void validate_faults(const collector_faults& f) {
     if (f.fail_every != 0)
         check_status(f.fail_status, "collector_faults::fail_status");
     check_header(f.retry_after, "collector_faults::retry_after");
+    if (f.down_for.count() < 0)
+        throw_invalid("collector_faults::down_for must not be negative, got " +
+                      std::to_string(f.down_for.count()) + " ms");
+    if (f.down_after != 0 && f.down_for.count() == 0)
+        throw_invalid("collector_faults::down_for must be more than 0 when down_after is set");
+    if (f.down_after == 0 && f.down_for.count() != 0)
+        throw_invalid("collector_faults::down_for is set but down_after is 0 (set both)");
+    if (f.refuse_for.count() < 0)
+        throw_invalid("collector_faults::refuse_for must not be negative, got " +
+                      std::to_string(f.refuse_for.count()) + " ms");
+}
+
+fault_progress initial_progress(const collector_faults& f) noexcept {
+    fault_progress p;
+    p.down = f.refuse_for.count() > 0;
+    return p;
 }
 
 response_plan decide(const collector_faults& f, fault_progress& p, const request_info& r) {
     response_plan plan;
+    if (p.down) {
+        plan.action = plan_action::lose;
+        return plan;
+    }
     plan.close_after = !r.keep_alive;
     switch (r.kind) {
         case request_kind::batch_headers:
@@ -81,21 +101,30 @@ response_plan decide(const collector_faults& f, fault_progress& p, const request
             break;
         case request_kind::other:
             break;
+        case request_kind::malformed:
+            plan.close_after = true;
+            break;
     }
-    // Closing after the response concerns responses only.
-    if (plan.action == plan_action::respond &&
+    // Closing after the response concerns responses only (a malformed request closes anyway).
+    if (plan.action == plan_action::respond && r.kind != request_kind::malformed &&
         (f.close_after_response ||
          (f.max_requests_per_connection != 0 && r.nth >= f.max_requests_per_connection))) {
         plan.fault_close = !plan.close_after;
+        plan.close_after = true;
+    }
+    if (f.down_after != 0 && ++p.requests == f.down_after) {
+        p.down = true;
+        plan.outage = f.down_for;
         plan.close_after = true;
     }
     return plan;
 }
 
 bool injects_any(const collector_faults& f, const fault_progress& p) noexcept {
-    return p.script_pos < f.script.size() || f.retry_after_status != 0 || f.fail_every != 0 ||
-           f.stall || f.reset_mid_request || f.close_after_response ||
-           f.max_requests_per_connection != 0 || f.accept_then_drop_response;
+    return p.down || p.script_pos < f.script.size() || f.retry_after_status != 0 ||
+           f.fail_every != 0 || f.stall || f.reset_mid_request || f.close_after_response ||
+           f.max_requests_per_connection != 0 || f.accept_then_drop_response ||
+           (f.down_after != 0 && p.requests < f.down_after);
 }
 
 }  // namespace evdispatch::detail

@@ -15,9 +15,10 @@ namespace beast = boost::beast;
 
 namespace {
 
-// After a failed accept (out of descriptors and the like): wait this long, then try again,
-// instead of spinning.
+// After a failed accept (out of descriptors and the like), or a failed reopen after an outage
+// (the port taken meanwhile): wait this long, then try again, instead of spinning.
 constexpr std::chrono::milliseconds accept_retry_delay{20};
+constexpr std::chrono::milliseconds reopen_retry_delay{50};
 
 }  // namespace
 
@@ -25,6 +26,7 @@ listener::listener(asio::io_context& ioc, std::shared_ptr<server_state> state)
     : ioc_(ioc)
     , acceptor_(asio::make_strand(ioc))
     , retry_(acceptor_.get_executor())
+    , outage_(acceptor_.get_executor())
     , state_(std::move(state)) {}
 
 void listener::bind(const tcp::endpoint& ep, const std::string& what) {
@@ -46,6 +48,11 @@ void listener::run() {
 void listener::close_now() noexcept {
     stopped_ = true;
     close_acceptor();
+    outage_.cancel();
+    if (down_) {
+        down_ = false;
+        state_->outage_ended(down_generation_);
+    }
 }
 
 void listener::pause() noexcept {
@@ -67,6 +74,59 @@ listener::error_code listener::resume() {
     return {};
 }
 
+void listener::apply_faults(std::uint64_t generation, std::chrono::milliseconds refuse_for) {
+    if (stopped_)
+        return;
+    const bool was_down = down_;
+    if (down_) {
+        outage_.cancel();
+        ++outage_count_;
+        down_ = false;
+        state_->outage_ended(down_generation_);
+    }
+    if (refuse_for.count() > 0)
+        start_outage(refuse_for, generation, nullptr);
+    else if (was_down)
+        reopen();
+}
+
+void listener::begin_outage(std::chrono::milliseconds length, std::uint64_t generation,
+                            const std::shared_ptr<session_base>& spare) {
+    // One outage at a time: a request can only begin one once the previous one has ended
+    // (its fault progress is `down` until then).
+    if (stopped_ || down_ || !state_->faults_current(generation))
+        return;
+    start_outage(length, generation, spare.get());
+}
+
+void listener::start_outage(std::chrono::milliseconds length, std::uint64_t generation,
+                            const session_base* spare) {
+    down_ = true;
+    down_generation_ = generation;
+    const std::uint64_t outage = ++outage_count_;
+    close_acceptor();
+    state_->outage_began();
+    // Not waited for (the I/O threads run them): the sessions close on their own strands.
+    for (const auto& s : state_->live_sessions(spare))
+        s->post_close([] {});
+    outage_.expires_after(length);
+    outage_.async_wait(
+        [self = shared_from_this(), outage](error_code ec) { self->on_outage_timer(outage, ec); });
+}
+
+void listener::on_outage_timer(std::uint64_t outage, error_code ec) {
+    // Aborted or stale: stop() or set_faults() ended this outage already.
+    if (ec || outage != outage_count_ || !down_)
+        return;
+    end_outage();
+}
+
+void listener::end_outage() {
+    down_ = false;
+    state_->outage_ended(down_generation_);
+    reopen();
+}
+
 void listener::open_and_listen(const tcp::endpoint& ep, error_code& ec) {
     acceptor_.open(ep.protocol(), ec);
     if (!ec)
@@ -86,6 +146,20 @@ void listener::close_acceptor() noexcept {
     acceptor_.close(ec);
     retry_.cancel();
     ++generation_;
+}
+
+void listener::reopen() {
+    if (!wants_listening() || acceptor_.is_open())
+        return;
+    error_code ec;
+    open_and_listen(endpoint_, ec);
+    if (!ec)
+        return do_accept();
+    retry_.expires_after(reopen_retry_delay);
+    retry_.async_wait([self = shared_from_this()](error_code e) {
+        if (!e)
+            self->reopen();
+    });
 }
 
 void listener::do_accept() {

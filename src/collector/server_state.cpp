@@ -4,11 +4,12 @@
 
 namespace evdispatch::detail {
 
-void server_state::set_faults(collector_faults f) {
+std::uint64_t server_state::set_faults(collector_faults f) {
     std::lock_guard lock(faults_mutex_);
     faults_ = std::move(f);
-    progress_ = {};
+    progress_ = initial_progress(faults_);
     update_faults_on();
+    return ++generation_;
 }
 
 collector_faults server_state::faults() const {
@@ -20,11 +21,38 @@ void server_state::update_faults_on() {
     faults_on_.store(injects_any(faults_, progress_), std::memory_order_release);
 }
 
-response_plan server_state::decide(const request_info& r) {
+response_plan server_state::decide(const request_info& r, std::uint64_t& generation) {
     std::lock_guard lock(faults_mutex_);
     response_plan plan = detail::decide(faults_, progress_, r);
+    generation = generation_;
     update_faults_on();
     return plan;
+}
+
+bool server_state::faults_current(std::uint64_t generation) const {
+    std::lock_guard lock(faults_mutex_);
+    return generation == generation_;
+}
+
+void server_state::outage_began() {
+    std::lock_guard lock(outage_mutex_);
+    ++outages_;
+    down_since_ = std::chrono::steady_clock::now();
+}
+
+void server_state::outage_ended(std::uint64_t generation) {
+    {
+        std::lock_guard lock(outage_mutex_);
+        if (down_since_) {
+            down_ += std::chrono::steady_clock::now() - *down_since_;
+            down_since_.reset();
+        }
+    }
+    std::lock_guard lock(faults_mutex_);
+    if (generation == generation_) {
+        progress_.down = false;
+        update_faults_on();
+    }
 }
 
 collector_stats server_state::snapshot() const {
@@ -46,6 +74,13 @@ collector_stats server_state::snapshot() const {
     s.fault_closes = fault_closes.load(r);
     s.tls_handshakes = tls_handshakes.load(r);
     s.tls_handshake_failures = tls_handshake_failures.load(r);
+    std::lock_guard lock(outage_mutex_);
+    auto down = down_;
+    if (down_since_)
+        down += std::chrono::steady_clock::now() - *down_since_;
+    s.outages = outages_;
+    s.down_ms = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(down).count());
     return s;
 }
 
@@ -68,7 +103,7 @@ void server_state::accept_batch(std::string& body, const std::vector<uuid_key>& 
     }
 }
 
-std::vector<std::shared_ptr<session_base>> server_state::live_sessions() {
+std::vector<std::shared_ptr<session_base>> server_state::live_sessions(const session_base* spare) {
     std::vector<std::shared_ptr<session_base>> live;
     {
         std::lock_guard lock(sessions_mutex);
@@ -77,6 +112,9 @@ std::vector<std::shared_ptr<session_base>> server_state::live_sessions() {
             if (auto s = w.lock())
                 live.push_back(std::move(s));
     }
+    // Outside the lock: dropping the last reference runs the session's destructor, which
+    // takes sessions_mutex.
+    std::erase_if(live, [spare](const auto& s) { return s.get() == spare; });
     return live;
 }
 

@@ -140,7 +140,8 @@ private:
     void on_run() {
         {
             std::lock_guard lock(state_->sessions_mutex);
-            // stop() or pause_listening() already closed the others: this one came too late.
+            // stop(), pause_listening() or an outage already closed the others: this one came
+            // too late.
             if (state_->stopped.load() || state_->epoch.load() != epoch_)
                 return close_now();
             registration_ = state_->sessions.insert(state_->sessions.end(), this->weak_from_this());
@@ -182,7 +183,25 @@ private:
 
     // Asks the faults what to do with this connection's next request.
     response_plan decide(request_kind kind, bool keep_alive) {
-        return state_->decide(request_info{kind, requests_on_connection_ + 1, keep_alive});
+        return state_->decide(request_info{kind, requests_on_connection_ + 1, keep_alive},
+                              outage_generation_);
+    }
+
+    // Runs `next` (on this session's executor) once the outage that `plan` begins has begun:
+    // the acceptor is closed and the other sessions are asked to close, so a client that sees
+    // this request's outcome can no longer connect. At once if the plan begins none.
+    void after_outage(const response_plan& plan, std::function<void()> next) {
+        if (plan.outage.count() == 0)
+            return next();
+        // A response goes out before this connection closes (close_after); the others close
+        // with the rest.
+        std::weak_ptr<session_base> spare;
+        if (plan.action == plan_action::respond)
+            spare = this->weak_from_this();
+        state_->begin_outage(plan.outage, outage_generation_, std::move(spare),
+                             [ex = stream_.get_executor(), next = std::move(next)]() mutable {
+                                 asio::post(ex, std::move(next));
+                             });
     }
 
     void on_header(error_code ec, std::size_t n) {
@@ -193,7 +212,10 @@ private:
             const response_plan plan = decide(request_kind::batch_headers, req.keep_alive());
             if (plan.action != plan_action::read_body) {
                 state_->requests.fetch_add(1, std::memory_order_relaxed);
-                return do_reset();  // the only action decided at header time
+                if (plan.action == plan_action::lose)
+                    return close_now();
+                // The only other action decided at header time.
+                return after_outage(plan, [self = this->shared_from_this()] { self->do_reset(); });
             }
         }
         http::async_read(stream_, buffer_, *parser_,
@@ -209,6 +231,13 @@ private:
                 ec == http::error::partial_message)
                 return;
             state_->requests.fetch_add(1, std::memory_order_relaxed);
+            response_plan plan;
+            plan.close_after = true;
+            if (state_->faults_active()) {
+                plan = decide(request_kind::malformed, false);
+                if (plan.action == plan_action::lose)
+                    return close_now();
+            }
             state_->rejected.fetch_add(1, std::memory_order_relaxed);
             res_ = {};
             res_.version(11);
@@ -219,9 +248,7 @@ private:
             } else {
                 set_text(http::status::bad_request, "bad HTTP request: " + ec.message() + "\n");
             }
-            response_plan plan;
-            plan.close_after = true;
-            return respond(plan);
+            return finish(plan);
         }
         handle(parser_->get());
     }
@@ -257,15 +284,17 @@ private:
         res_.version(req.version());
 
         switch (plan.action) {
+            case plan_action::lose:
+                return close_now();
             case plan_action::reset:
-                return do_reset();
+                return after_outage(plan, [self = this->shared_from_this()] { self->do_reset(); });
             case plan_action::stall:
                 state_->stalled.fetch_add(1, relaxed);
-                return do_stall();
+                return after_outage(plan, [self = this->shared_from_this()] { self->do_stall(); });
             case plan_action::drop:
                 state_->accept_batch(req.body(), keys_);
                 state_->dropped_responses.fetch_add(1, relaxed);
-                return respond(plan);
+                return finish(plan);
             case plan_action::respond:
             case plan_action::read_body:  // never decided for a whole request
                 break;
@@ -297,7 +326,15 @@ private:
             set_text(http::status::not_found,
                      "not found: POST a batch to .../events, or GET /stats\n");
         }
-        respond(plan);
+        finish(plan);
+    }
+
+    // Sends res_ as `plan` says (or, for a drop, closes without it), once the outage the plan
+    // begins, if any, has begun.
+    void finish(const response_plan& plan) {
+        if (plan.outage.count() == 0)
+            return respond(plan);
+        after_outage(plan, [self = this->shared_from_this(), plan] { self->respond(plan); });
     }
 
     void respond(const response_plan& plan) {
@@ -320,7 +357,7 @@ private:
 
     void on_delay(error_code ec) {
         if (ec)
-            return;  // cancelled by stop() or pause_listening()
+            return;  // cancelled by stop(), pause_listening() or an outage
         do_write();
     }
 
@@ -393,6 +430,7 @@ private:
     bool close_after_ = false;
     bool drop_ = false;
     std::uint64_t requests_on_connection_ = 0;
+    std::uint64_t outage_generation_ = 0;  // of the faults that decided the last request
     std::vector<uuid_key> keys_;
     key_sink sink_;
     batch_checker checker_;

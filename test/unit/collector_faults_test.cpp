@@ -16,6 +16,7 @@ using namespace std::chrono_literals;
 using evdispatch::collector_faults;
 using evdispatch::detail::decide;
 using evdispatch::detail::fault_progress;
+using evdispatch::detail::initial_progress;
 using evdispatch::detail::injects_any;
 using evdispatch::detail::plan_action;
 using evdispatch::detail::request_info;
@@ -37,6 +38,8 @@ const char* name_of(kind k) {
             return "invalid_batch";
         case kind::other:
             return "other";
+        case kind::malformed:
+            return "malformed";
     }
     return "?";
 }
@@ -48,22 +51,25 @@ struct outcome {
     std::string retry_after;
     bool close_after = false;
     bool fault_close = false;
+    std::chrono::milliseconds outage{0};
 
     friend bool operator==(const outcome&, const outcome&) = default;
 };
 
 outcome outcome_of(const response_plan& p) {
-    return {p.action, p.status, p.retry_after, p.close_after, p.fault_close};
+    return {p.action, p.status, p.retry_after, p.close_after, p.fault_close, p.outage};
 }
 
 std::string describe(const outcome& o) {
-    const char* actions[] = {"respond", "read_body", "stall", "reset", "drop"};
+    const char* actions[] = {"respond", "read_body", "stall", "reset", "drop", "lose"};
     std::string s = actions[static_cast<int>(o.action)];
     s += " status " + std::to_string(o.status);
     if (!o.retry_after.empty())
         s += " retry-after '" + o.retry_after + "'";
     if (o.close_after)
         s += o.fault_close ? " fault-close" : " close";
+    if (o.outage.count() > 0)
+        s += " outage " + std::to_string(o.outage.count()) + "ms";
     return s;
 }
 
@@ -82,6 +88,12 @@ outcome client_close(outcome o) {
     o.close_after = true;
     return o;
 }
+outcome outage(outcome o, std::chrono::milliseconds d) {
+    o.close_after = true;
+    o.outage = d;
+    return o;
+}
+
 }  // namespace
 
 namespace Catch {
@@ -104,6 +116,7 @@ TEST_CASE("decide: each fault on each kind of request", "[unit][collector]") {
         {"none", {}, kind::invalid_batch, respond()},
         {"none", {}, kind::other, respond()},
         {"none", {}, kind::batch_headers, only(act::read_body)},
+        {"none", {}, kind::malformed, client_close(respond())},
         // script
         {"script", {.script = {500}}, kind::valid_batch, respond(500)},
         {"script", {.script = {500}}, kind::invalid_batch, respond()},
@@ -144,15 +157,17 @@ TEST_CASE("decide: each fault on each kind of request", "[unit][collector]") {
         {"stall", {.stall = true}, kind::invalid_batch, only(act::stall)},
         {"stall", {.stall = true}, kind::other, respond()},
         {"stall", {.stall = true}, kind::batch_headers, only(act::read_body)},
+        {"stall", {.stall = true}, kind::malformed, client_close(respond())},
         {"reset", {.reset_mid_request = true}, kind::batch_headers, only(act::reset)},
         {"reset", {.reset_mid_request = true}, kind::valid_batch, only(act::reset)},
         {"reset", {.reset_mid_request = true}, kind::invalid_batch, only(act::reset)},
         {"reset", {.reset_mid_request = true}, kind::other, respond()},
+        {"reset", {.reset_mid_request = true}, kind::malformed, client_close(respond())},
         // accept_then_drop_response: valid batches only
         {"drop", {.accept_then_drop_response = true}, kind::valid_batch, only(act::drop)},
         {"drop", {.accept_then_drop_response = true}, kind::invalid_batch, respond()},
         {"drop", {.accept_then_drop_response = true}, kind::other, respond()},
-        // closing: every response, never a stall, reset or drop
+        // closing: every response, never a stall, reset or drop, never a malformed request
         {"close_after_response",
          {.close_after_response = true},
          kind::valid_batch,
@@ -165,6 +180,10 @@ TEST_CASE("decide: each fault on each kind of request", "[unit][collector]") {
          {.close_after_response = true},
          kind::other,
          fault_close(respond())},
+        {"close_after_response",
+         {.close_after_response = true},
+         kind::malformed,
+         client_close(respond())},
         {"close_after_response",
          {.close_after_response = true},
          kind::batch_headers,
@@ -212,10 +231,46 @@ TEST_CASE("decide: each fault on each kind of request", "[unit][collector]") {
          {.close_after_response = true, .accept_then_drop_response = true},
          kind::valid_batch,
          only(act::drop)},
+        // down_after 1: the first request decided, whatever it is, begins the outage.
+        {"down_after 1",
+         {.down_after = 1, .down_for = 5s},
+         kind::valid_batch,
+         outage(respond(), 5s)},
+        {"down_after 1",
+         {.down_after = 1, .down_for = 5s},
+         kind::invalid_batch,
+         outage(respond(), 5s)},
+        {"down_after 1", {.down_after = 1, .down_for = 5s}, kind::other, outage(respond(), 5s)},
+        {"down_after 1", {.down_after = 1, .down_for = 5s}, kind::malformed, outage(respond(), 5s)},
+        {"down_after 1, headers only",
+         {.down_after = 1, .down_for = 5s},
+         kind::batch_headers,
+         only(act::read_body)},
+        {"down_after 1 on a reset",
+         {.reset_mid_request = true, .down_after = 1, .down_for = 5s},
+         kind::batch_headers,
+         {act::reset, 0, {}, true, false, 5s}},
+        {"down_after 1 on a scripted status",
+         {.script = {503}, .script_retry_after = {"3"}, .down_after = 1, .down_for = 2s},
+         kind::valid_batch,
+         outage(respond(503, "3"), 2s)},
+        {"down_after 1 on a fault close: the close is the fault's",
+         {.close_after_response = true, .down_after = 1, .down_for = 2s},
+         kind::other,
+         outage(fault_close(respond()), 2s)},
+        // refuse_for: down from the start, every request lost.
+        {"refuse_for", {.refuse_for = 1s}, kind::valid_batch, only(act::lose)},
+        {"refuse_for", {.refuse_for = 1s}, kind::batch_headers, only(act::lose)},
+        {"refuse_for", {.refuse_for = 1s}, kind::other, only(act::lose)},
+        {"refuse_for", {.refuse_for = 1s}, kind::malformed, only(act::lose)},
+        {"refuse_for before every other fault",
+         {.script = {500}, .reset_mid_request = true, .refuse_for = 1s},
+         kind::valid_batch,
+         only(act::lose)},
     };
     const auto r = GENERATE_COPY(from_range(rows));
     INFO(r.name << " on " << name_of(r.k));
-    fault_progress p;
+    fault_progress p = initial_progress(r.faults);
     const response_plan plan = decide(r.faults, p, {r.k, 1, true});
     CHECK(outcome_of(plan) == r.expected);
 }
@@ -290,14 +345,44 @@ TEST_CASE("decide: the script runs in order over valid batches, then the fallbac
         {"drop holds the script back",
          {.script = {500}, .accept_then_drop_response = true},
          {{kind::valid_batch, only(act::drop)}, {kind::valid_batch, only(act::drop)}}},
+        {"down_after 3 counts every request, then loses until the outage ends",
+         {.script = {500}, .down_after = 3, .down_for = 10s},
+         {{kind::other, respond()},
+          {kind::batch_headers, only(act::read_body)},  // not counted: decided with the body
+          {kind::invalid_batch, respond()},
+          {kind::valid_batch, outage(respond(500), 10s)},
+          {kind::valid_batch, only(act::lose)},
+          {kind::other, only(act::lose)},
+          {kind::batch_headers, only(act::lose)}}},
     };
     const auto r = GENERATE_COPY(from_range(rows));
     INFO(r.name);
-    fault_progress p;
+    fault_progress p = initial_progress(r.faults);
     for (std::size_t i = 0; i < r.steps.size(); ++i) {
         INFO("request " << i + 1 << " (" << name_of(r.steps[i].k) << ")");
         CHECK(outcome_of(decide(r.faults, p, {r.steps[i].k, 1, true})) == r.steps[i].expected);
     }
+}
+
+TEST_CASE("decide: down_after goes down once; requests are decided again after the outage",
+          "[unit][collector]") {
+    const collector_faults f{.down_after = 2, .down_for = 500ms};
+    fault_progress p = initial_progress(f);
+    REQUIRE_FALSE(p.down);
+    CHECK(injects_any(f, p));
+    CHECK(outcome_of(decide(f, p, {kind::valid_batch, 1, true})) == respond());
+    CHECK(outcome_of(decide(f, p, {kind::valid_batch, 2, true})) == outage(respond(), 500ms));
+    CHECK(p.down);
+    CHECK(injects_any(f, p));
+    // Lost requests are not counted.
+    const auto requests = p.requests;
+    CHECK(decide(f, p, {kind::valid_batch, 1, true}).action == act::lose);
+    CHECK(p.requests == requests);
+    // The listener ends the outage (server_state::outage_ended): no second one.
+    p.down = false;
+    CHECK_FALSE(injects_any(f, p));
+    for (int i = 0; i < 5; ++i)
+        CHECK(outcome_of(decide(f, p, {kind::valid_batch, 1, true})) == respond());
 }
 
 TEST_CASE("injects_any: false only when no decision can differ from a plain response",
@@ -320,10 +405,12 @@ TEST_CASE("injects_any: false only when no decision can differ from a plain resp
         {"drop", {.accept_then_drop_response = true}, true},
         {"fail_every", {.fail_every = 2}, true},
         {"fail_status alone", {.fail_status = 500}, false},
+        {"down_after", {.down_after = 1, .down_for = 1s}, true},
+        {"refuse_for", {.refuse_for = 1s}, true},
     };
     const auto r = GENERATE_COPY(from_range(rows));
     INFO(r.name);
-    CHECK(injects_any(r.faults, fault_progress{}) == r.expected);
+    CHECK(injects_any(r.faults, initial_progress(r.faults)) == r.expected);
 }
 
 TEST_CASE("injects_any turns off once the script has run out", "[unit][collector]") {
@@ -347,6 +434,8 @@ TEST_CASE("validate_faults: invalid_config naming the field", "[unit][collector]
         {{.script = {200, 599}, .script_retry_after = {"1"}}, nullptr},
         {{.retry_after_status = 429, .retry_after = "Wed, 21 Oct 2015 07:28:00 GMT"}, nullptr},
         {{.fail_status = 1}, nullptr},  // only checked with fail_every
+        {{.down_after = 1, .down_for = 1ms}, nullptr},
+        {{.refuse_for = 1ms}, nullptr},
         {{.script = {199}}, "collector_faults::script entry"},
         {{.script = {200, 600}}, "collector_faults::script entry"},
         {{.script = {503}, .script_retry_after = {"1", "2"}},
@@ -357,6 +446,10 @@ TEST_CASE("validate_faults: invalid_config naming the field", "[unit][collector]
         {{.retry_after = "1\n"}, "collector_faults::retry_after"},
         {{.retry_after = std::string("\x7f")}, "collector_faults::retry_after"},
         {{.fail_every = 2, .fail_status = 99}, "collector_faults::fail_status"},
+        {{.down_after = 3}, "collector_faults::down_for"},
+        {{.down_for = 1s}, "collector_faults::down_for"},
+        {{.down_after = 3, .down_for = -1ms}, "collector_faults::down_for"},
+        {{.refuse_for = -1ms}, "collector_faults::refuse_for"},
     };
     const auto r = GENERATE_COPY(from_range(rows));
     INFO(r.field);

@@ -73,6 +73,10 @@ struct collector_stats {
     std::uint64_t tls_handshake_failures = 0;  ///< TLS handshakes that failed: the client
                                                ///< rejected our certificate, spoke no or an old
                                                ///< TLS, timed out (10 s) or went away during it.
+    std::uint64_t outages = 0;  ///< Outages begun by collector_faults::down_after or refuse_for
+                                ///< (not pause_listening()).
+    std::uint64_t down_ms = 0;  ///< Milliseconds spent in those outages, the current one
+                                ///< included.
 };
 
 /// The counters as one JSON object, `{"connections":N,"requests":N,...}`: one member per field
@@ -86,7 +90,7 @@ std::string to_json(const collector_stats& s);
 /// collector's own threads (there are none a user can reach).
 class collector {
 public:
-    /// Binds and starts. Throws
+    /// Binds and starts (with faults.refuse_for, binds and begins refusing). Throws
     /// boost::system::system_error: with evdispatch::error::invalid_config and a message naming
     /// the field if the configuration (faults included) is invalid; with the system's or
     /// OpenSSL's code if the address cannot be bound or the TLS files cannot be used.
@@ -113,8 +117,10 @@ public:
     /// answered keeps its fate) and restarts the script. `set_faults({})` turns them all off.
     /// Throws boost::system::system_error (evdispatch::error::invalid_config, the message
     /// naming the field) if `f` is invalid: a status outside 200..599, script_retry_after
-    /// longer than script, a non-printable Retry-After; the faults in force are then
-    /// unchanged. Restarts the fail_every count too.
+    /// longer than script, a non-printable Retry-After, down_after without down_for (or the
+    /// reverse), a negative duration; the faults in force are then unchanged.
+    /// Restarts the fail_every and down_after counts too, and ends an outage in progress; with
+    /// f.refuse_for, connecting is refused from when it returns.
     void set_faults(collector_faults f);
     /// The faults in force (the script as given, including entries already answered).
     collector_faults faults() const;
@@ -124,7 +130,8 @@ public:
     void pause_listening();
     /// Listens again on the same port (SO_REUSEADDR). Throws boost::system::system_error if
     /// the port has been taken meanwhile (the collector then stays paused). Does nothing if
-    /// not paused or stopped.
+    /// not paused or stopped. During an outage of collector_faults, the collector listens
+    /// again when the outage is over.
     void resume_listening();
     /// Stops accepting and closes every connection. Idempotent.
     void stop();

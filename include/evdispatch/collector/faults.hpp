@@ -4,6 +4,8 @@
 /// The faults the loopback collector injects (collector_config::faults,
 /// collector::set_faults()).
 
+#include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -12,11 +14,22 @@ namespace evdispatch {
 /// Faults the collector injects. The default value injects none.
 ///
 /// Unless a field says otherwise a fault applies to batch requests (`POST` to a path ending in
-/// `/events`); `GET /stats` is always answered normally so a test can watch the counters.
-/// When several are set, the first that applies wins, in this order: reset_mid_request, stall,
-/// accept_then_drop_response, script, fail_every, retry_after_status. close_after_response and
-/// max_requests_per_connection apply to every response, on top of the others. `delay`
-/// (collector_config::delay, collector::set_delay) delays every response, faulty ones included.
+/// `/events`); `GET /stats` is always answered normally so a test can watch the counters (but
+/// during an outage, see down_after). When several are set, the first that applies wins, in
+/// this order: reset_mid_request, stall, accept_then_drop_response, script, fail_every,
+/// retry_after_status. close_after_response and max_requests_per_connection apply to every
+/// response, on top of the others. `delay` (collector_config::delay, collector::set_delay)
+/// delays every response, faulty ones included.
+///
+/// Outages (down_after + down_for, refuse_for) act on the listening socket and the
+/// connections rather than on a response: during an outage the collector does not listen
+/// (connecting to collector::port() is refused) and has closed every connection that was open
+/// when it began; a request read during one (already on its way when it began) is not
+/// answered, whatever it is. When it is over the collector listens again on the same port, by
+/// its own timer (if the port has been taken meanwhile, it tries again every 50 ms). Outages
+/// are counted in collector_stats::outages and collector_stats::down_ms. set_faults() ends an
+/// outage in progress; collector::pause_listening() during one keeps the collector paused
+/// after it, until collector::resume_listening().
 struct collector_faults {
     /// Statuses answered, in order, to the next valid batches (one entry per batch; invalid
     /// batches get their 400 and do not consume an entry). When the script runs out, batches
@@ -66,6 +79,21 @@ struct collector_faults {
     /// Status of the fail_every answers, 200..599 (checked when fail_every is not 0).
     /// Default 503.
     unsigned fail_status = 503;
+    /// When not 0, the collector goes away once, after the down_after-th request it reads
+    /// since set_faults() (every request counts: batches valid or not, GET /stats, requests
+    /// that are not HTTP): that request is answered as the other faults say, with
+    /// `Connection: close`, and an outage of down_for begins at once (see above). The next
+    /// requests, until the collector listens again, are not answered. Requires down_for.
+    /// Default 0 (off).
+    std::uint64_t down_after = 0;
+    /// Length of the down_after outage: more than 0 when down_after is set, 0 when it is not.
+    /// Default 0.
+    std::chrono::milliseconds down_for{0};
+    /// When more than 0, an outage of this length begins when the faults are set (the
+    /// collector's construction, or set_faults()): a receiver that is not up yet, or
+    /// restarting. It closes the connections that are open, as down_after's does. Must not be
+    /// negative. Default 0 (off).
+    std::chrono::milliseconds refuse_for{0};
 };
 
 }  // namespace evdispatch
