@@ -7,8 +7,8 @@
 
 #include "support/tls_certs.hpp"
 
-#include <boost/json/serialize.hpp>
-#include <boost/json/value.hpp>
+#include <evdispatch/error.hpp>
+
 #include <boost/system/system_error.hpp>
 
 #include <csignal>
@@ -50,31 +50,16 @@ const char* collector_help =
     "  --close-after-response    close the connection after each response\n"
     "  --max-requests-per-connection N   close after N responses on a connection\n"
     "  --drop-responses          count each batch, then close without answering\n"
+    "  --down-after N            after the Nth request (of any kind), go away once...\n"
+    "  --down-for T              ...for T (e.g. 10s, 500ms): stop listening (connecting is\n"
+    "                            refused), drop every open connection, then listen again on\n"
+    "                            the same port\n"
+    "  --refuse-for T            refuse connections for the first T, then listen\n"
     "other:\n"
     "  --duration T              stop by itself after T (default: run until SIGINT/SIGTERM)\n"
     "  --quiet                   no per-second stats lines\n"
     "GET /stats on the collector answers its counters as JSON. Once listening, the first line\n"
     "on stdout is 'evdispatch collector listening on URL (port N)'.\n";
-
-boost::json::object stats_json(const collector_stats& s) {
-    boost::json::object o;
-    o["connections"] = s.connections;
-    o["requests"] = s.requests;
-    o["batches"] = s.batches;
-    o["events"] = s.events;
-    o["unique_events"] = s.unique_events;
-    o["duplicates"] = s.duplicates;
-    o["rejected"] = s.rejected;
-    o["bytes"] = s.bytes;
-    o["failed_batches"] = s.failed_batches;
-    o["failed_events"] = s.failed_events;
-    o["stalled"] = s.stalled;
-    o["resets"] = s.resets;
-    o["dropped_responses"] = s.dropped_responses;
-    o["tls_handshakes"] = s.tls_handshakes;
-    o["tls_handshake_failures"] = s.tls_handshake_failures;
-    return o;
-}
 
 // The statuses of --fault-script, in the range the collector accepts for them (200..599), so
 // that a bad one is bad usage naming the option.
@@ -88,6 +73,15 @@ std::vector<unsigned> parse_statuses(const std::string& s) {
         out.push_back(static_cast<unsigned>(v));
     }
     return out;
+}
+
+// The value of a fault's duration option: more than 0, at most a day.
+std::chrono::milliseconds fault_duration(const option_parser& p, const char* name) {
+    const auto d = p.ms(name, std::chrono::milliseconds(0), "ms");
+    if (p.has(name) && (d.count() <= 0 || d > std::chrono::hours(24)))
+        throw usage_error(std::string("--") + name + ": '" + p.str(name, "") +
+                          "' is not a duration between 1ms and 24h");
+    return d;
 }
 
 // Makes a CA and a server certificate for localhost, 127.0.0.1 and ::1 (the set bench --tls
@@ -121,11 +115,11 @@ void write_self_signed(const std::string& dir, collector_config& cfg) {
 }  // namespace
 
 int run_collector(const args& a) {
-    option_parser p(
-        {"listen", "url-host", "tls-cert", "tls-key", "tls-self-signed", "threads", "status",
-         "delay-ms", "max-body-bytes", "fault-script", "retry-after-status", "retry-after",
-         "fail-every", "fail-status", "max-requests-per-connection", "duration"},
-        {"stall", "reset", "close-after-response", "drop-responses", "quiet", "help"});
+    option_parser p({"listen", "url-host", "tls-cert", "tls-key", "tls-self-signed", "threads",
+                     "status", "delay-ms", "max-body-bytes", "fault-script", "retry-after-status",
+                     "retry-after", "fail-every", "fail-status", "max-requests-per-connection",
+                     "down-after", "down-for", "refuse-for", "duration"},
+                    {"stall", "reset", "close-after-response", "drop-responses", "quiet", "help"});
     p.parse(a);
     if (p.flag("help")) {
         std::fputs(collector_help, stdout);
@@ -169,6 +163,12 @@ int run_collector(const args& a) {
     faults.fail_status = static_cast<unsigned>(p.u64("fail-status", 503, 200, 599));
     if (p.has("fail-status") && faults.fail_every == 0)
         throw usage_error("--fail-status needs --fail-every N (N >= 1)");
+    faults.down_after = p.u64("down-after", 0, 1);
+    faults.down_for = fault_duration(p, "down-for");
+    if (p.has("down-after") != p.has("down-for"))
+        throw usage_error(p.has("down-after") ? "--down-after needs --down-for T"
+                                              : "--down-for needs --down-after N");
+    faults.refuse_for = fault_duration(p, "refuse-for");
     const auto duration = p.ms("duration", std::chrono::milliseconds(0), "s");
     const bool quiet = p.flag("quiet");
     if (!self_signed_dir.empty()) {
@@ -191,7 +191,7 @@ int run_collector(const args& a) {
     } catch (const boost::system::system_error& e) {
         // What the collector refuses in its configuration (faults, address) is bad usage; a
         // port in use or a TLS file it cannot read is not.
-        if (e.code() == boost::system::errc::invalid_argument)
+        if (e.code() == error::invalid_config)
             throw usage_error(e.what());
         throw;
     }
@@ -222,7 +222,7 @@ int run_collector(const args& a) {
             break;
     }
     col.stop();
-    std::printf("final: %s\n", boost::json::serialize(stats_json(col.stats())).c_str());
+    std::printf("final: %s\n", to_json(col.stats()).c_str());
     return 0;
 }
 

@@ -300,10 +300,10 @@ TEST_CASE("GET /stats returns the counters as JSON", "[integration][collector]")
     REQUIRE_FALSE(ec);
     REQUIRE(v.is_object());
     const auto& o = v.as_object();
-    CHECK(o.size() == 16);
+    CHECK(o.size() == 18);
     for (const char* name :
          {"failed_batches", "failed_events", "stalled", "resets", "dropped_responses",
-          "fault_closes", "tls_handshakes", "tls_handshake_failures"}) {
+          "fault_closes", "tls_handshakes", "tls_handshake_failures", "outages", "down_ms"}) {
         INFO(name);
         REQUIRE(o.contains(name));
         CHECK(o.at(name).to_number<std::uint64_t>() == 0);
@@ -521,4 +521,46 @@ TEST_CASE("collector rejects a broken configuration", "[integration][collector]"
     collector_config bad_address;
     bad_address.listen_address = "not an address";
     CHECK_THROWS_AS(collector(bad_address), boost::system::system_error);
+}
+
+TEST_CASE("a broken configuration throws invalid_config naming the field",
+          "[integration][collector]") {
+    auto expect_invalid = [](const collector_config& cfg, const std::string& field) {
+        try {
+            collector c(cfg);
+            FAIL("the collector accepted a broken configuration");
+        } catch (const boost::system::system_error& e) {
+            INFO(e.what());
+            CHECK(e.code() == evdispatch::error::invalid_config);
+            CHECK(std::string(e.what()).find(field) != std::string::npos);
+        }
+    };
+    expect_invalid(collector_config{.threads = 0}, "collector_config::threads");
+    expect_invalid(collector_config{.success_status = 500}, "collector_config::success_status");
+    expect_invalid(collector_config{.listen_address = "not an address"},
+                   "collector_config::listen_address");
+    expect_invalid(collector_config{.tls_cert_file = "cert.pem"},
+                   "collector_config::tls_cert_file");
+    expect_invalid(collector_config{.faults = {.fail_every = 2, .fail_status = 99}},
+                   "collector_faults::fail_status");
+}
+
+TEST_CASE("to_json writes every counter, in declaration order", "[integration][collector]") {
+    evdispatch::collector_stats s;
+    std::uint64_t v = 1;
+    for (std::uint64_t* f :
+         {&s.connections, &s.requests, &s.batches, &s.events, &s.unique_events, &s.duplicates,
+          &s.rejected, &s.bytes, &s.failed_batches, &s.failed_events, &s.stalled, &s.resets,
+          &s.dropped_responses, &s.fault_closes, &s.tls_handshakes, &s.tls_handshake_failures,
+          &s.outages, &s.down_ms})
+        *f = v++;
+    static_assert(sizeof(evdispatch::collector_stats) == 18 * sizeof(std::uint64_t),
+                  "a new counter goes into to_json and this test");
+    CHECK(evdispatch::to_json(s) ==
+          R"({"connections":1,"requests":2,"batches":3,"events":4,"unique_events":5,)"
+          R"("duplicates":6,"rejected":7,"bytes":8,"failed_batches":9,"failed_events":10,)"
+          R"("stalled":11,"resets":12,"dropped_responses":13,"fault_closes":14,)"
+          R"("tls_handshakes":15,"tls_handshake_failures":16,"outages":17,"down_ms":18})");
+    s.events = 18446744073709551615ULL;  // the largest counter, as an unsigned number
+    CHECK(evdispatch::to_json(s).find(R"("events":18446744073709551615,)") != std::string::npos);
 }

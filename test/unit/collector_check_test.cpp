@@ -1,6 +1,6 @@
 // check_event_batch (the collector's SAX validator) and the uuid de-duplication set.
 
-#include <evdispatch/collector/collector.hpp>
+#include <evdispatch/collector/check.hpp>
 
 #include "collector/check.hpp"
 #include "collector/uuid_set.hpp"
@@ -379,15 +379,15 @@ TEST_CASE("check_event_batch handles strings the parser delivers in parts", "[un
 
 namespace {
 
-struct vector_sink {
+struct vector_sink final : evdispatch::detail::uuid_sink {
     std::vector<std::string> uuids;
-    void on_uuid(std::string_view s) { uuids.emplace_back(s); }
+    void on_uuid(std::string_view s) override { uuids.emplace_back(s); }
 };
 
 // Feeds `body` to a checker in pieces of `step` bytes.
 std::pair<bool, std::string> check_in_pieces(const std::string& body, std::size_t step,
                                              vector_sink& sink) {
-    evdispatch::detail::batch_checker<vector_sink> checker(sink);
+    evdispatch::detail::batch_checker checker(sink);
     for (std::size_t i = 0; i < body.size(); i += step) {
         std::string_view piece = std::string_view(body).substr(i, step);
         bool last = i + step >= body.size();
@@ -432,7 +432,7 @@ TEST_CASE("the checker gives the same answer whatever the pieces", "[unit][colle
 
 TEST_CASE("the checker can be reset and reused", "[unit][collector]") {
     vector_sink sink;
-    evdispatch::detail::batch_checker<vector_sink> checker(sink);
+    evdispatch::detail::batch_checker checker(sink);
     REQUIRE_FALSE(checker.write("{\"account_id\":1}", false));
     CHECK(checker.error() == "account_id: expected string, got integer");
     checker.reset();

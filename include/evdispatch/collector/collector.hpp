@@ -4,73 +4,17 @@
 /// A real HTTP(S) event-batch receiver on loopback: validates, counts and de-duplicates, and
 /// injects transport faults on request.
 
+#include <evdispatch/collector/check.hpp>
+#include <evdispatch/collector/faults.hpp>
+#include <evdispatch/error.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <string_view>
 #include <vector>
 
 namespace evdispatch {
-
-/// Faults the collector injects. The default value injects none.
-///
-/// Unless a field says otherwise a fault applies to batch requests (`POST` to a path ending in
-/// `/events`); `GET /stats` is always answered normally so a test can watch the counters.
-/// When several are set, the first that applies wins, in this order: reset_mid_request, stall,
-/// accept_then_drop_response, script, fail_every, retry_after_status. close_after_response and
-/// max_requests_per_connection apply to every response, on top of the others. `delay`
-/// (collector_config::delay, collector::set_delay) delays every response, faulty ones included.
-struct collector_faults {
-    /// Statuses answered, in order, to the next valid batches (one entry per batch; invalid
-    /// batches get their 400 and do not consume an entry). When the script runs out, batches
-    /// are answered normally (or with retry_after_status). Each entry must be in 200..599.
-    /// A 2xx entry counts the batch as accepted; any other counts it in
-    /// collector_stats::failed_batches and leaves its events unseen (not de-duplicated).
-    /// Default empty (no script). set_faults() restarts the script from its first entry.
-    std::vector<unsigned> script;
-    /// Retry-After values for the entries of `script` with the same index: a non-empty value is
-    /// sent as the `Retry-After` header of that response. May be shorter than `script` (the
-    /// rest get none), not longer. Default empty.
-    std::vector<std::string> script_retry_after;
-    /// When not 0, every valid batch not covered by `script` is answered with this status
-    /// (200..599) and, when `retry_after` is not empty, a `Retry-After: <retry_after>` header:
-    /// an endpoint that keeps throttling (e.g. 429 or 503). Default 0 (off).
-    unsigned retry_after_status = 0;
-    /// The Retry-After value sent with retry_after_status: delay-seconds ("1") or an
-    /// HTTP-date ("Wed, 21 Oct 2015 07:28:00 GMT"); sent verbatim, so printable ASCII only.
-    /// Default empty (no header).
-    std::string retry_after;
-    /// Read each batch request and never answer it; the connection stays open (its further
-    /// bytes are read and discarded) until the client closes it, pause_listening() or stop().
-    /// Counted in collector_stats::stalled. Default false.
-    bool stall = false;
-    /// Read the request headers (not the body) of each batch request, then reset the
-    /// connection (SO_LINGER 0 and close: the client sees ECONNRESET) without answering.
-    /// Counted in collector_stats::resets. If the fault is set while a request's body is
-    /// being read, that request is reset after its body. Default false.
-    bool reset_mid_request = false;
-    /// Answer every response with `Connection: close` and close the connection after it.
-    /// Counted in collector_stats::fault_closes. Default false.
-    bool close_after_response = false;
-    /// Close each connection after this many responses, sending `Connection: close` on the
-    /// last one. Counted in collector_stats::fault_closes. Default 0 (unlimited).
-    unsigned max_requests_per_connection = 0;
-    /// Process each valid batch fully (its events are counted and de-duplicated, as accepted)
-    /// and then close the connection without sending a response: the "response lost after the
-    /// server accepted the batch" case, which produces duplicates when the client retries.
-    /// Counted in collector_stats::dropped_responses (and batches, events...). Default false.
-    bool accept_then_drop_response = false;
-    /// When not 0, every fail_every-th valid batch not covered by `script` (the fail_every-th,
-    /// the 2*fail_every-th, ... counted over all connections since set_faults()) is answered
-    /// with fail_status: an endpoint that fails a steady share of requests. A non-2xx answer
-    /// counts the batch in collector_stats::failed_batches, as a scripted one. The other
-    /// batches are answered normally (or with retry_after_status). Default 0 (off).
-    unsigned fail_every = 0;
-    /// Status of the fail_every answers, 200..599 (checked when fail_every is not 0).
-    /// Default 503.
-    unsigned fail_status = 503;
-};
 
 /// How the collector listens and answers.
 struct collector_config {
@@ -129,22 +73,15 @@ struct collector_stats {
     std::uint64_t tls_handshake_failures = 0;  ///< TLS handshakes that failed: the client
                                                ///< rejected our certificate, spoke no or an old
                                                ///< TLS, timed out (10 s) or went away during it.
+    std::uint64_t outages = 0;  ///< Outages begun by collector_faults::down_after or refuse_for
+                                ///< (not pause_listening()).
+    std::uint64_t down_ms = 0;  ///< Milliseconds spent in those outages, the current one
+                                ///< included.
 };
 
-/// Outcome of validating one event-batch body.
-struct batch_check {
-    bool ok = false;                 ///< The body is a valid event batch.
-    std::string error;               ///< Why not, when !ok.
-    std::uint64_t visitors = 0;      ///< Visitors in the batch.
-    std::vector<std::string> uuids;  ///< Event uuids, in order (one per snapshot event).
-};
-
-/// Validates an event-batch body against the Optimizely v1 envelope with a streaming (SAX)
-/// parser: top-level object with string account_id, project_id, revision, client_name,
-/// client_version, bool anonymize_ip, enrich_decisions and an array `visitors` whose items
-/// have a string visitor_id, an array attributes and snapshots whose events each have a string
-/// entity_id, key, uuid and an integer timestamp.
-batch_check check_event_batch(std::string_view body);
+/// The counters as one JSON object, `{"connections":N,"requests":N,...}`: one member per field
+/// of collector_stats, named as the field, in declaration order. What `GET /stats` answers.
+std::string to_json(const collector_stats& s);
 
 /// A Beast HTTP(S) server that accepts Optimizely event batches (`POST /v1/events`, any path
 /// ending in /events), answers `GET /stats` with its counters as JSON, and counts and
@@ -153,8 +90,10 @@ batch_check check_event_batch(std::string_view body);
 /// collector's own threads (there are none a user can reach).
 class collector {
 public:
-    /// Binds and starts. Throws boost::system::system_error if the address cannot be bound,
-    /// the TLS files cannot be loaded, or the configuration (faults included) is invalid.
+    /// Binds and starts (with faults.refuse_for, binds and begins refusing). Throws
+    /// boost::system::system_error: with evdispatch::error::invalid_config and a message naming
+    /// the field if the configuration (faults included) is invalid; with the system's or
+    /// OpenSSL's code if the address cannot be bound or the TLS files cannot be used.
     explicit collector(collector_config cfg = {});
     /// Stops and joins the server threads.
     ~collector();
@@ -176,9 +115,12 @@ public:
     void set_delay(std::chrono::milliseconds d);
     /// Replaces the injected faults for requests read from now on (a request already being
     /// answered keeps its fate) and restarts the script. `set_faults({})` turns them all off.
-    /// Throws boost::system::system_error (invalid_argument) if `f` is invalid: a status
-    /// outside 200..599, script_retry_after longer than script, a non-printable Retry-After.
-    /// Restarts the fail_every count too.
+    /// Throws boost::system::system_error (evdispatch::error::invalid_config, the message
+    /// naming the field) if `f` is invalid: a status outside 200..599, script_retry_after
+    /// longer than script, a non-printable Retry-After, down_after without down_for (or the
+    /// reverse), a negative duration; the faults in force are then unchanged.
+    /// Restarts the fail_every and down_after counts too, and ends an outage in progress; with
+    /// f.refuse_for, connecting is refused from when it returns.
     void set_faults(collector_faults f);
     /// The faults in force (the script as given, including entries already answered).
     collector_faults faults() const;
@@ -188,7 +130,8 @@ public:
     void pause_listening();
     /// Listens again on the same port (SO_REUSEADDR). Throws boost::system::system_error if
     /// the port has been taken meanwhile (the collector then stays paused). Does nothing if
-    /// not paused or stopped.
+    /// not paused or stopped. During an outage of collector_faults, the collector listens
+    /// again when the outage is over.
     void resume_listening();
     /// Stops accepting and closes every connection. Idempotent.
     void stop();
