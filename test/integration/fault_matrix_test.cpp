@@ -31,7 +31,7 @@ struct fault_row {
     std::chrono::milliseconds clear_after{0};
     outcome expect = outcome::all_delivered;
     bool expect_duplicates = false;
-    bool pause_listening = false;  // stop listening at the start, come back at clear_after
+    bool pause_listening = false;        // stop listening at the start, come back at clear_after
     const char* server_cert = "server";  // which certificate the HTTPS collector serves
     std::function<bool(const collector_stats&)> seen;
 };
@@ -76,8 +76,8 @@ std::vector<fault_row> fault_rows() {
     {
         collector_faults f;
         f.accept_then_drop_response = true;
-        rows.push_back({"response lost after accept, then recover", f, 300ms, outcome::all_delivered,
-                        true});
+        rows.push_back(
+            {"response lost after accept, then recover", f, 300ms, outcome::all_delivered, true});
         rows.back().seen = [](const collector_stats& s) { return s.dropped_responses >= 3; };
     }
     rows.push_back({"stop listening, come back", {}, 800ms, outcome::all_delivered, false, true});
@@ -112,7 +112,8 @@ run_totals run_load(collector& col, const fault_row& row, const std::string& url
     batch_event_processor p(cfg);
     event_builder b(test::make_context(url));
 
-    if (row.pause_listening) col.pause_listening();
+    if (row.pause_listening)
+        col.pause_listening();
     col.set_faults(row.faults);
     std::thread clearer;
     if (row.clear_after.count() > 0) {
@@ -122,7 +123,8 @@ run_totals run_load(collector& col, const fault_row& row, const std::string& url
             while (row.seen && !row.seen(col.stats()) && std::chrono::steady_clock::now() < limit)
                 std::this_thread::sleep_for(5ms);
             col.set_faults({});
-            if (row.pause_listening) col.resume_listening();
+            if (row.pause_listening)
+                col.resume_listening();
         });
     }
     constexpr int producers = 4;
@@ -136,9 +138,11 @@ run_totals run_load(collector& col, const fault_row& row, const std::string& url
                     process_result::accepted)
                     ++accepted;
         });
-    for (auto& t : ts) t.join();
+    for (auto& t : ts)
+        t.join();
     auto [ec, report] = test::close_and_wait(p, 60s);
-    if (clearer.joinable()) clearer.join();
+    if (clearer.joinable())
+        clearer.join();
     return {report.metrics, col.stats(), accepted.load()};
 }
 
@@ -146,7 +150,8 @@ void check_row(const fault_row& row, const run_totals& r) {
     const auto& m = r.m;
     INFO("row: " << row.name);
     for (auto reason : all_drop_reasons)
-        if (m.dropped_for(reason)) INFO("dropped " << to_string(reason) << " " << m.dropped_for(reason));
+        if (m.dropped_for(reason))
+            INFO("dropped " << to_string(reason) << " " << m.dropped_for(reason));
     // Nothing lost without a reason.
     CHECK(m.accepted == r.accepted);
     CHECK(m.pending == 0);
@@ -184,20 +189,36 @@ void run_matrix(bool tls) {
     const auto& certs = test::shared_tls_certs();
     auto rows = fault_rows();
     if (tls) {
-        rows.push_back({"certificate for another name", {}, 0ms, outcome::all_tls_verify_failed,
-                        false, false, "wrong_name"});
-        rows.push_back({"certificate from an untrusted CA", {}, 0ms,
-                        outcome::all_tls_verify_failed, false, false, "untrusted"});
-        rows.push_back({"expired certificate", {}, 0ms, outcome::all_tls_verify_failed, false,
-                        false, "expired"});
+        rows.push_back({"certificate for another name",
+                        {},
+                        0ms,
+                        outcome::all_tls_verify_failed,
+                        false,
+                        false,
+                        "wrong_name"});
+        rows.push_back({"certificate from an untrusted CA",
+                        {},
+                        0ms,
+                        outcome::all_tls_verify_failed,
+                        false,
+                        false,
+                        "untrusted"});
+        rows.push_back({"expired certificate",
+                        {},
+                        0ms,
+                        outcome::all_tls_verify_failed,
+                        false,
+                        false,
+                        "expired"});
     }
     for (const auto& row : rows) {
         DYNAMIC_SECTION((tls ? "https: " : "http: ") << row.name) {
             collector_config cc;
-            if (std::string(row.name) == "slow responses") cc.delay = 20ms;
+            if (std::string(row.name) == "slow responses")
+                cc.delay = 20ms;
             if (tls) {
                 const std::string which = row.server_cert;
-                const auto& c = which == "wrong_name" ? certs.wrong_name
+                const auto& c = which == "wrong_name"  ? certs.wrong_name
                                 : which == "untrusted" ? certs.untrusted
                                 : which == "expired"   ? certs.expired
                                                        : certs.server;
@@ -214,9 +235,13 @@ void run_matrix(bool tls) {
 
 }  // namespace
 
-TEST_CASE("fault matrix over HTTP", "[integration][faults][matrix]") { run_matrix(false); }
+TEST_CASE("fault matrix over HTTP", "[integration][faults][matrix]") {
+    run_matrix(false);
+}
 
-TEST_CASE("fault matrix over HTTPS", "[integration][faults][matrix][tls]") { run_matrix(true); }
+TEST_CASE("fault matrix over HTTPS", "[integration][faults][matrix][tls]") {
+    run_matrix(true);
+}
 
 TEST_CASE("TLS: verification failure names the cause; insecure mode is explicit",
           "[integration][tls]") {
@@ -270,7 +295,8 @@ TEST_CASE("TLS: one handshake per connection, not per batch", "[integration][tls
     batch_event_processor p(cfg);
     event_builder b(test::make_context(col.url()));
     for (int round = 0; round < 5; ++round) {
-        for (int i = 0; i < 200; ++i) p.process(test::make_impression(b, round * 200 + i));
+        for (int i = 0; i < 200; ++i)
+            p.process(test::make_impression(b, round * 200 + i));
         p.async_flush(boost::asio::use_future).get();
     }
     auto [ec, r] = test::close_and_wait(p, 5s);
@@ -291,7 +317,8 @@ TEST_CASE("an idle keep-alive connection closed by the server is replaced withou
     batch_event_processor p(cfg);
     event_builder b(test::make_context(col.url()));
     for (int round = 0; round < 4; ++round) {
-        for (int i = 0; i < 5; ++i) p.process(test::make_impression(b, round * 5 + i));
+        for (int i = 0; i < 5; ++i)
+            p.process(test::make_impression(b, round * 5 + i));
         p.async_flush(boost::asio::use_future).get();
         // The server drops every connection (our idle keep-alive one included) and comes back.
         col.pause_listening();

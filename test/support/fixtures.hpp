@@ -4,8 +4,8 @@
 
 #include "support/workload.hpp"
 
-#include <evdispatch/evdispatch.hpp>
 #include <evdispatch/collector/collector.hpp>
+#include <evdispatch/evdispatch.hpp>
 #include <evdispatch/optimizely.hpp>
 
 #include <boost/asio/io_context.hpp>

@@ -2,8 +2,8 @@
 
 #include "optimizely_test_support.hpp"
 
-#include "support/payload_input.hpp"
 #include "core/json_writer.hpp"
+#include "support/payload_input.hpp"
 
 #include <catch2/catch.hpp>
 

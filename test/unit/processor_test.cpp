@@ -9,8 +9,8 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -22,8 +22,8 @@
 
 #include <atomic>
 #include <map>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -93,7 +93,8 @@ public:
             std::lock_guard lk(m_);
             hs.swap(held_);
         }
-        for (auto& h : hs) std::move(h)(make_error_code(error::connection_lost), dispatch_result{});
+        for (auto& h : hs)
+            std::move(h)(make_error_code(error::connection_lost), dispatch_result{});
         shutdowns_++;
     }
     std::size_t max_in_flight() const noexcept override { return 4; }
@@ -135,7 +136,8 @@ TEST_CASE("accounting balances at every snapshot under load and after close",
         while (!stop.load()) {
             auto m = p.metrics();
             ++snapshots;
-            if (!m.balanced()) ++unbalanced;
+            if (!m.balanced())
+                ++unbalanced;
         }
     });
     std::atomic<std::uint64_t> accepted{0}, full{0};
@@ -144,14 +146,20 @@ TEST_CASE("accounting balances at every snapshot under load and after close",
         producers.emplace_back([&, t] {
             for (int i = 0; i < 5000; ++i) {
                 switch (p.process(test::make_impression(b, t * 100000 + i))) {
-                    case process_result::accepted: ++accepted; break;
-                    case process_result::dropped_queue_full: ++full; break;
-                    default: FAIL_CHECK("unexpected process result");
+                    case process_result::accepted:
+                        ++accepted;
+                        break;
+                    case process_result::dropped_queue_full:
+                        ++full;
+                        break;
+                    default:
+                        FAIL_CHECK("unexpected process result");
                 }
             }
         });
     }
-    for (auto& t : producers) t.join();
+    for (auto& t : producers)
+        t.join();
     auto report = p.async_close(10s, asio::use_future).get();
     stop = true;
     watcher.join();
@@ -187,7 +195,8 @@ TEST_CASE("process() reports a full queue and a null event", "[unit][accounting]
     cfg.queue_capacity = 8;
     batch_event_processor p(io.get_executor(), cfg, {.dispatcher = d});
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 8; ++i) CHECK(p.process(test::make_impression(b, i)) == process_result::accepted);
+    for (int i = 0; i < 8; ++i)
+        CHECK(p.process(test::make_impression(b, i)) == process_result::accepted);
     CHECK(p.process(test::make_impression(b, 8)) == process_result::dropped_queue_full);
     CHECK(p.process(test::make_impression(b, 9)) == process_result::dropped_queue_full);
     CHECK(p.process(nullptr) == process_result::invalid_event);
@@ -202,7 +211,8 @@ TEST_CASE("process() reports a full queue and a null event", "[unit][accounting]
     p.async_flush([&](error_code ec) { flushed = ec; });
     auto guard = asio::make_work_guard(io);
     const auto end = std::chrono::steady_clock::now() + 10s;
-    while (!flushed && std::chrono::steady_clock::now() < end) io.run_one_for(100ms);
+    while (!flushed && std::chrono::steady_clock::now() < end)
+        io.run_one_for(100ms);
     REQUIRE(flushed);
     CHECK(!*flushed);
     m = p.metrics();
@@ -219,7 +229,8 @@ TEST_CASE("flush settles everything accepted before it", "[unit][lifecycle]") {
     cfg.batch.flush_interval = 60s;  // only the flush can close the batch
     batch_event_processor p(fx.executor(), cfg, {.dispatcher = d});
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 123; ++i) REQUIRE(p.process(test::make_impression(b, i)) == process_result::accepted);
+    for (int i = 0; i < 123; ++i)
+        REQUIRE(p.process(test::make_impression(b, i)) == process_result::accepted);
     p.async_flush(asio::use_future).get();
     auto m = p.metrics();
     CHECK(m.delivered == 123);
@@ -298,11 +309,12 @@ TEST_CASE("async_flush supports terminal cancellation", "[unit][lifecycle]") {
     auto cfg = small_config();
     batch_event_processor p(fx.executor(), cfg, {.dispatcher = d});
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 10; ++i) p.process(test::make_impression(b, i));
+    for (int i = 0; i < 10; ++i)
+        p.process(test::make_impression(b, i));
     asio::cancellation_signal sig;
     std::promise<error_code> done;
-    p.async_flush(asio::bind_cancellation_slot(
-        sig.slot(), [&](error_code ec) { done.set_value(ec); }));
+    p.async_flush(
+        asio::bind_cancellation_slot(sig.slot(), [&](error_code ec) { done.set_value(ec); }));
     auto fut = done.get_future();
     CHECK(fut.wait_for(100ms) == std::future_status::timeout);  // waits for the black hole
     // Partial cancellation is not supported: nothing happens.
@@ -323,12 +335,14 @@ TEST_CASE("close deadline drops what is in flight, with the reason", "[unit][lif
     processor_hooks hooks;
     hooks.dispatcher = d;
     hooks.on_batch_result = [&](const batch_result& r) {
-        if (!r.delivered && r.reason == drop_reason::close_deadline) deadline_events += r.events;
+        if (!r.delivered && r.reason == drop_reason::close_deadline)
+            deadline_events += r.events;
     };
     auto cfg = small_config();
     batch_event_processor p(fx.executor(), cfg, hooks);
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 95; ++i) p.process(test::make_impression(b, i));
+    for (int i = 0; i < 95; ++i)
+        p.process(test::make_impression(b, i));
     const auto t0 = std::chrono::steady_clock::now();
     std::promise<std::pair<error_code, close_report>> pr;
     p.async_close(200ms, [&](error_code ec, close_report r) { pr.set_value({ec, r}); });
@@ -354,13 +368,15 @@ TEST_CASE("an owning processor's destructor closes within its deadline", "[unit]
     processor_hooks hooks;
     hooks.dispatcher = d;
     hooks.on_batch_result = [&](const batch_result& r) {
-        if (!r.delivered) dropped += r.events;
+        if (!r.delivered)
+            dropped += r.events;
     };
     const auto t0 = std::chrono::steady_clock::now();
     {
         batch_event_processor p(cfg, hooks);
         event_builder b(test::make_context(cfg.endpoint));
-        for (int i = 0; i < 30; ++i) p.process(test::make_impression(b, i));
+        for (int i = 0; i < 30; ++i)
+            p.process(test::make_impression(b, i));
     }
     CHECK(dropped == 30);  // reported, not lost silently
     CHECK(std::chrono::steady_clock::now() - t0 < 10s);
@@ -371,14 +387,14 @@ TEST_CASE("an owning processor delivers on its own thread", "[unit][lifecycle]")
     auto cfg = small_config();
     batch_event_processor p(cfg, {.dispatcher = d});
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 1000; ++i) p.process(test::make_impression(b, i));
+    for (int i = 0; i < 1000; ++i)
+        p.process(test::make_impression(b, i));
     auto r = p.async_close(5s, asio::use_future).get();
     CHECK(r.delivered == 1000);
     CHECK(r.metrics.batches_delivered == 100);
 }
 
-TEST_CASE("invalid configuration is refused with a message naming the field",
-          "[unit][config]") {
+TEST_CASE("invalid configuration is refused with a message naming the field", "[unit][config]") {
     struct row {
         const char* name;
         std::function<void(processor_config&)> change;
@@ -394,15 +410,14 @@ TEST_CASE("invalid configuration is refused with a message naming the field",
          "queue_capacity"},
         {"flush 0", [](auto& c) { c.batch.flush_interval = 0ms; }, error::invalid_config,
          "flush_interval"},
-        {"tiny batch bytes", [](auto& c) { c.batch.max_batch_bytes = 10; },
-         error::invalid_config, "max_batch_bytes"},
+        {"tiny batch bytes", [](auto& c) { c.batch.max_batch_bytes = 10; }, error::invalid_config,
+         "max_batch_bytes"},
         {"no connections", [](auto& c) { c.http.max_connections = 0; }, error::invalid_config,
          "max_connections"},
         {"bad url", [](auto& c) { c.endpoint = "not a url"; }, error::invalid_url, "not a url"},
         {"ftp url", [](auto& c) { c.endpoint = "ftp://127.0.0.1/x"; }, error::invalid_url,
          "scheme"},
-        {"no host", [](auto& c) { c.endpoint = "http:///v1/events"; }, error::invalid_url,
-         "host"},
+        {"no host", [](auto& c) { c.endpoint = "http:///v1/events"; }, error::invalid_url, "host"},
         {"port out of range", [](auto& c) { c.endpoint = "http://127.0.0.1:99999/v1/events"; },
          error::invalid_url, "port 99999 is out of range"},
         {"empty port", [](auto& c) { c.endpoint = "http://127.0.0.1:/v1/events"; },
@@ -453,9 +468,9 @@ public:
                 sent_.push_back(ev->body);
             }
             if (auto failure = rule_(ev->body, attempt)) {
-                std::move(h)(make_error_code(failure->status ? error::http_status
-                                                             : error::connection_lost),
-                             std::move(*failure));
+                std::move(h)(
+                    make_error_code(failure->status ? error::http_status : error::connection_lost),
+                    std::move(*failure));
                 return;
             }
             dispatch_result ok;
@@ -504,23 +519,25 @@ TEST_CASE("failed attempts are retried with the same body until delivered", "[un
     cfg.health.failure_threshold = 0;  // the retry policy alone (health: pipeline_core_test)
     batch_event_processor p(cfg, hooks);
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 30; ++i) p.process(test::make_impression(b, i));
+    for (int i = 0; i < 30; ++i)
+        p.process(test::make_impression(b, i));
     auto r = p.async_close(10s, asio::use_future).get();
     CHECK(r.delivered == 30);
-    CHECK(r.metrics.retries == 6);   // 3 batches x 2 failed attempts
+    CHECK(r.metrics.retries == 6);  // 3 batches x 2 failed attempts
     CHECK(r.metrics.requests == 9);
     std::lock_guard lk(mu);
     CHECK(attempts == std::vector<unsigned>{3, 3, 3});
     // Each body was sent three times, byte for byte (same uuids).
     auto sent = d->sent();
     std::map<std::string, int> times;
-    for (auto& s : sent) ++times[s];
+    for (auto& s : sent)
+        ++times[s];
     CHECK(times.size() == 3);
-    for (auto& [body, n] : times) CHECK(n == 3);
+    for (auto& [body, n] : times)
+        CHECK(n == 3);
 }
 
-TEST_CASE("a batch waiting for its retry does not block the batches behind it",
-          "[unit][retry]") {
+TEST_CASE("a batch waiting for its retry does not block the batches behind it", "[unit][retry]") {
     // The first batch (visitor user-0) answers 503 with Retry-After 400 ms twice.
     auto d = std::make_shared<scripted_dispatcher>([](const std::string& body, int attempt) {
         std::optional<dispatch_result> r;
@@ -542,7 +559,8 @@ TEST_CASE("a batch waiting for its retry does not block the batches behind it",
     auto cfg = small_config();
     batch_event_processor p(cfg, hooks);
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 100; ++i) p.process(test::make_impression(b, i));
+    for (int i = 0; i < 100; ++i)
+        p.process(test::make_impression(b, i));
     auto r = p.async_close(10s, asio::use_future).get();
     CHECK(r.delivered == 100);
     std::lock_guard lk(mu);
@@ -567,7 +585,8 @@ TEST_CASE("retries give up with the reason of the last failure", "[unit][retry]"
     hooks.on_batch_result = [&](const batch_result& r) { last_attempts = r.attempts; };
     batch_event_processor p(cfg, hooks);
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 10; ++i) p.process(test::make_impression(b, i));
+    for (int i = 0; i < 10; ++i)
+        p.process(test::make_impression(b, i));
     auto r = p.async_close(10s, asio::use_future).get();
     CHECK(r.delivered == 0);
     CHECK(r.dropped[std::size_t(drop_reason::server_error)] == 10);
