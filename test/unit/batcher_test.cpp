@@ -1,4 +1,5 @@
 #include "core/batcher.hpp"
+#include "support/workload.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/system/system_error.hpp>
@@ -16,12 +17,9 @@ using namespace std::chrono_literals;
 namespace {
 
 context_ptr make_ctx(std::string project, bool anonymize = false) {
-    auto c = std::make_shared<event_context>();
-    c->account_id = "12001";
-    c->project_id = std::move(project);
-    c->revision = "42";
+    auto c = std::make_shared<event_context>(
+        *test::make_context("http://127.0.0.1:1/v1/events", std::move(project)));
     c->anonymize_ip = anonymize;
-    c->endpoint = "http://127.0.0.1:1/v1/events";
     return c;
 }
 

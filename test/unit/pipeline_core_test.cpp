@@ -2,6 +2,7 @@
 // step, flush ordering, the close deadline over every stage, the retry schedule, backpressure.
 
 #include "core/pipeline.hpp"
+#include "support/workload.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -16,15 +17,6 @@ using namespace std::chrono_literals;
 using boost::system::error_code;
 
 namespace {
-
-context_ptr make_ctx(std::string endpoint = "http://127.0.0.1:9/v1/events") {
-    auto c = std::make_shared<event_context>();
-    c->account_id = "12001";
-    c->project_id = "111001";
-    c->revision = "7";
-    c->endpoint = std::move(endpoint);
-    return c;
-}
 
 user_event make_event(const context_ptr& ctx, int n, std::size_t pad = 0) {
     user_event e;
@@ -57,7 +49,7 @@ struct harness {
 
     pipeline_config cfg;
     pipeline p;
-    context_ptr ctx = make_ctx();
+    context_ptr ctx = test::make_context("http://127.0.0.1:9/v1/events");
     clock::time_point now = clock::time_point{} + 1000h;
     std::uint64_t pushed = 0;  // the ring's push count, as the shell would read it
     std::vector<pipeline_action> scratch;
@@ -440,11 +432,11 @@ TEST_CASE("pipeline: a batch that does not fit the backlog is dropped as backlog
     cfg.batch.max_batch_bytes = 2048;
     cfg.backlog_max_bytes = 2048;
     harness h(cfg);
-    h.ctx = make_ctx("http://a/v1/events");
+    h.ctx = test::make_context("http://a/v1/events");
     h.events(1, 1500);
-    h.ctx = make_ctx("http://b/v1/events");
+    h.ctx = test::make_context("http://b/v1/events");
     h.events(1, 1500);
-    h.ctx = make_ctx("http://c/v1/events");
+    h.ctx = test::make_context("http://c/v1/events");
     h.events(1, 1500);
     h.flush(1);  // closes three batches at once: one sent, one queued, one does not fit
     CHECK(h.in_flight.size() == 1);
@@ -673,8 +665,8 @@ TEST_CASE("pipeline health: no request before Retry-After passes", "[unit][pipel
 
 TEST_CASE("pipeline health: one endpoint down does not hold another", "[unit][pipeline][health]") {
     harness h(health_config_for_tests());
-    const auto a = make_ctx("http://a/v1/events");
-    const auto b = make_ctx("http://b/v1/events");
+    const auto a = test::make_context("http://a/v1/events");
+    const auto b = test::make_context("http://b/v1/events");
     h.ctx = a;
     h.events(9);
     for (int i = 0; i < 3; ++i)

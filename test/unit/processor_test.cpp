@@ -34,12 +34,28 @@ using boost::system::error_code;
 
 namespace {
 
-/// Completes each dispatch from its own thread's io_context (as a real client library
-/// would), failing every `fail_every`-th batch when set.
+/// Completes each dispatch from its own thread's io_context, as a real client library would.
+/// A rule decides each attempt: a failure (the error and result to complete with) or nullopt
+/// for a 204. Checks that every body is a batch of event_count visitors, counts the events
+/// handed over, and records the bodies in the order they came.
 class threaded_dispatcher final : public event_dispatcher {
 public:
-    explicit threaded_dispatcher(std::size_t fail_every = 0, std::size_t in_flight = 2)
-        : fail_every_(fail_every), in_flight_(in_flight) {
+    /// What the rule sees: the body, how many times this body has come (1 for the first
+    /// attempt, 2 for its first retry...), and the call's number over all bodies (1-based).
+    struct attempt {
+        const std::string& body;
+        int of_body;
+        std::uint64_t call;
+    };
+    struct failure {
+        error code;
+        dispatch_result result;
+    };
+    using rule = std::function<std::optional<failure>(const attempt&)>;
+
+    /// Null `r`: every attempt succeeds.
+    explicit threaded_dispatcher(rule r = {}, std::size_t in_flight = 2)
+        : rule_(std::move(r)), in_flight_(in_flight) {
         thread_ = std::thread([this] { io_.run(); });
     }
     ~threaded_dispatcher() override {
@@ -48,32 +64,49 @@ public:
     }
     void async_dispatch(std::shared_ptr<const log_event> ev,
                         asio::any_completion_handler<dispatch_signature> h) override {
-        const auto n = ++calls_;
-        asio::post(io_, [this, n, ev, h = std::move(h)]() mutable {
-            // Every body is a valid event batch with event_count visitors.
+        asio::post(io_, [this, ev, h = std::move(h)]() mutable {
             auto v = boost::json::parse(ev->body);
             const auto visitors = v.at("visitors").as_array().size();
             bodies_ok_ = bodies_ok_ && visitors == ev->event_count && ev->http_verb == "POST";
             events_ += ev->event_count;
-            dispatch_result r;
-            if (fail_every_ && n % fail_every_ == 0) {
-                r.message = "scripted failure";
-                std::move(h)(make_error_code(error::dispatcher_failed), std::move(r));
-            } else {
-                r.status = 200;
-                std::move(h)(error_code{}, std::move(r));
+            int of_body;
+            {
+                std::lock_guard lk(mu_);
+                of_body = ++attempts_[ev->body];
+                sent_.push_back(ev->body);
             }
+            const auto call = ++calls_;  // only this thread counts
+            if (rule_) {
+                if (auto f = rule_(attempt{ev->body, of_body, call})) {
+                    std::move(h)(make_error_code(f->code), std::move(f->result));
+                    return;
+                }
+            }
+            dispatch_result ok;
+            ok.status = 204;
+            std::move(h)(error_code{}, std::move(ok));
         });
     }
     std::size_t max_in_flight() const noexcept override { return in_flight_; }
 
-    std::atomic<std::uint64_t> events_{0};
-    std::atomic<bool> bodies_ok_{true};
+    /// Whether every body so far was a batch of event_count visitors, sent with POST.
+    bool bodies_ok() const noexcept { return bodies_ok_; }
+    /// Events handed over, retries included.
+    std::uint64_t events() const noexcept { return events_; }
+    std::vector<std::string> sent() {
+        std::lock_guard lk(mu_);
+        return sent_;
+    }
 
 private:
-    std::size_t fail_every_;
+    rule rule_;
     std::size_t in_flight_;
-    std::atomic<std::uint64_t> calls_{0};
+    std::atomic<bool> bodies_ok_{true};
+    std::atomic<std::uint64_t> events_{0};
+    std::uint64_t calls_ = 0;
+    std::mutex mu_;
+    std::map<std::string, int> attempts_;
+    std::vector<std::string> sent_;
     asio::io_context io_;
     asio::executor_work_guard<asio::io_context::executor_type> guard_{io_.get_executor()};
     std::thread thread_;
@@ -117,9 +150,18 @@ processor_config small_config() {
 
 TEST_CASE("accounting balances at every snapshot under load and after close",
           "[unit][accounting]") {
-    const std::size_t fail_every = GENERATE(0, 3);
+    const std::uint64_t fail_every = GENERATE(0, 3);
     test::io_fixture fx;
-    auto d = std::make_shared<threaded_dispatcher>(fail_every);
+    threaded_dispatcher::rule every_nth;  // fail every fail_every-th call
+    if (fail_every != 0)
+        every_nth = [fail_every](const threaded_dispatcher::attempt& a)
+            -> std::optional<threaded_dispatcher::failure> {
+            if (a.call % fail_every != 0)
+                return std::nullopt;
+            return threaded_dispatcher::failure{error::dispatcher_failed,
+                                                {.message = "scripted failure"}};
+        };
+    auto d = std::make_shared<threaded_dispatcher>(every_nth);
     std::atomic<std::uint64_t> reported_events{0};
     processor_hooks hooks;
     hooks.dispatcher = d;
@@ -174,8 +216,8 @@ TEST_CASE("accounting balances at every snapshot under load and after close",
     CHECK(m.submitted() == 20000);
     CHECK(m.accepted == m.delivered + m.dropped_after_accept());
     CHECK(report.delivered == m.delivered);
-    CHECK(d->bodies_ok_);
-    CHECK(d->events_ == m.accepted);  // every accepted event was handed over exactly once
+    CHECK(d->bodies_ok());
+    CHECK(d->events() == m.accepted);  // every accepted event was handed over exactly once
     CHECK(reported_events == m.accepted);
     if (fail_every == 0) {
         CHECK(m.delivered == m.accepted);
@@ -344,9 +386,7 @@ TEST_CASE("close deadline drops what is in flight, with the reason", "[unit][lif
     for (int i = 0; i < 95; ++i)
         p.process(test::make_impression(b, i));
     const auto t0 = std::chrono::steady_clock::now();
-    std::promise<std::pair<error_code, close_report>> pr;
-    p.async_close(200ms, [&](error_code ec, close_report r) { pr.set_value({ec, r}); });
-    auto [ec, r] = pr.get_future().get();
+    auto [ec, r] = test::close_and_wait(p, 200ms);
     const auto took = std::chrono::steady_clock::now() - t0;
     CHECK(ec == error::close_deadline);
     CHECK(r.deadline_passed);
@@ -444,67 +484,15 @@ TEST_CASE("invalid configuration is refused with a message naming the field", "[
     }
 }
 
-namespace {
-
-/// Fails the attempts that `fail(body, attempt_no)` says, succeeding otherwise; completes on
-/// its own thread. Records every body it was given.
-class scripted_dispatcher final : public event_dispatcher {
-public:
-    using rule = std::function<std::optional<dispatch_result>(const std::string&, int)>;
-    explicit scripted_dispatcher(rule r) : rule_(std::move(r)) {
-        thread_ = std::thread([this] { io_.run(); });
-    }
-    ~scripted_dispatcher() override {
-        guard_.reset();
-        thread_.join();
-    }
-    void async_dispatch(std::shared_ptr<const log_event> ev,
-                        asio::any_completion_handler<dispatch_signature> h) override {
-        asio::post(io_, [this, ev, h = std::move(h)]() mutable {
-            int attempt;
-            {
-                std::lock_guard lk(mu_);
-                attempt = ++attempts_[ev->body];
-                sent_.push_back(ev->body);
-            }
-            if (auto failure = rule_(ev->body, attempt)) {
-                std::move(h)(
-                    make_error_code(failure->status ? error::http_status : error::connection_lost),
-                    std::move(*failure));
-                return;
-            }
-            dispatch_result ok;
-            ok.status = 204;
-            std::move(h)(error_code{}, std::move(ok));
-        });
-    }
-    std::size_t max_in_flight() const noexcept override { return 2; }
-    std::vector<std::string> sent() {
-        std::lock_guard lk(mu_);
-        return sent_;
-    }
-
-private:
-    rule rule_;
-    std::mutex mu_;
-    std::map<std::string, int> attempts_;
-    std::vector<std::string> sent_;
-    asio::io_context io_;
-    asio::executor_work_guard<asio::io_context::executor_type> guard_{io_.get_executor()};
-    std::thread thread_;
-};
-
-}  // namespace
-
 TEST_CASE("failed attempts are retried with the same body until delivered", "[unit][retry]") {
-    auto d = std::make_shared<scripted_dispatcher>([](const std::string&, int attempt) {
-        std::optional<dispatch_result> r;
-        if (attempt <= 2) {
-            r.emplace();
-            r->status = attempt == 1 ? 503 : 0;  // a 503, then a lost connection
-        }
-        return r;
-    });
+    auto d = std::make_shared<threaded_dispatcher>(
+        [](const threaded_dispatcher::attempt& a) -> std::optional<threaded_dispatcher::failure> {
+            if (a.of_body == 1)
+                return threaded_dispatcher::failure{error::http_status, {.status = 503}};
+            if (a.of_body == 2)
+                return threaded_dispatcher::failure{error::connection_lost, {}};
+            return std::nullopt;
+        });
     std::vector<unsigned> attempts;
     std::mutex mu;
     processor_hooks hooks;
@@ -539,15 +527,13 @@ TEST_CASE("failed attempts are retried with the same body until delivered", "[un
 
 TEST_CASE("a batch waiting for its retry does not block the batches behind it", "[unit][retry]") {
     // The first batch (visitor user-0) answers 503 with Retry-After 400 ms twice.
-    auto d = std::make_shared<scripted_dispatcher>([](const std::string& body, int attempt) {
-        std::optional<dispatch_result> r;
-        if (body.find("\"user-0\"") != std::string::npos && attempt <= 2) {
-            r.emplace();
-            r->status = 503;
-            r->retry_after = std::chrono::milliseconds(400);
-        }
-        return r;
-    });
+    auto d = std::make_shared<threaded_dispatcher>(
+        [](const threaded_dispatcher::attempt& a) -> std::optional<threaded_dispatcher::failure> {
+            if (a.body.find("\"user-0\"") == std::string::npos || a.of_body > 2)
+                return std::nullopt;
+            return threaded_dispatcher::failure{error::http_status,
+                                                {.status = 503, .retry_after = 400ms}};
+        });
     std::vector<std::uint64_t> order;
     std::mutex mu;
     processor_hooks hooks;
@@ -569,12 +555,10 @@ TEST_CASE("a batch waiting for its retry does not block the batches behind it", 
 }
 
 TEST_CASE("retries give up with the reason of the last failure", "[unit][retry]") {
-    auto d = std::make_shared<scripted_dispatcher>([](const std::string&, int) {
-        std::optional<dispatch_result> r;
-        r.emplace();
-        r->status = 500;
-        return r;
-    });
+    auto d = std::make_shared<threaded_dispatcher>(
+        [](const threaded_dispatcher::attempt&) -> std::optional<threaded_dispatcher::failure> {
+            return threaded_dispatcher::failure{error::http_status, {.status = 500}};
+        });
     auto cfg = small_config();
     cfg.retry.max_attempts = 3;
     cfg.retry.base_backoff = 1ms;
