@@ -131,5 +131,6 @@ TEST_CASE("429 with Retry-After: no request before it passes", "[integration][he
     // The probe went out no earlier than 2 s after the 429 (which came before paused_at).
     CHECK(sends[0] - paused_at >= 1900ms);
     auto [ec, r] = test::close_and_wait(p, 5s);
+    CHECK_FALSE(ec);
     CHECK(r.delivered == 10);
 }

@@ -104,6 +104,7 @@ TEST_CASE("connections are recycled after max_requests_per_connection",
         p.async_flush(asio::use_future).get();
     }
     auto [ec, r] = test::close_and_wait(p, 5s);
+    CHECK_FALSE(ec);
     CHECK(r.delivered == 30);
     CHECK(r.metrics.connections_opened == 3);  // 6 requests, 2 per connection
     CHECK(col.stats().connections == 3);
@@ -129,6 +130,7 @@ TEST_CASE("an idle connection older than idle_timeout is not reused", "[integrat
         p.process(test::make_impression(b, i));
     p.async_flush(asio::use_future).get();  // too old: a new connection
     auto [ec, r] = test::close_and_wait(p, 5s);
+    CHECK_FALSE(ec);
     CHECK(r.delivered == 15);
     CHECK(r.metrics.connections_opened == 2);
 }
@@ -148,6 +150,7 @@ TEST_CASE("a response larger than max_response_bytes fails the batch without ret
     for (int i = 0; i < 5; ++i)
         p.process(test::make_impression(b, i));
     auto [ec, r] = test::close_and_wait(p, 10s);
+    CHECK_FALSE(ec);  // dropped for the response, not by the close deadline
     CHECK(r.delivered == 0);
     CHECK(r.dropped[std::size_t(drop_reason::network_error)] == 5);
     CHECK(r.metrics.requests == 1);  // an oversized response is not retried
@@ -169,6 +172,7 @@ TEST_CASE("an endless response body is cut off by the request timeout",
         p.process(test::make_impression(b, i));
     const auto t0 = std::chrono::steady_clock::now();
     auto [ec, r] = test::close_and_wait(p, 10s);
+    CHECK_FALSE(ec);  // the request timeout ended it, not the close deadline
     CHECK(r.delivered == 0);
     CHECK(r.dropped[std::size_t(drop_reason::timeout)] == 5);
     CHECK(r.metrics.requests == 2);

@@ -49,11 +49,13 @@ bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds tim
 
 std::pair<boost::system::error_code, close_report> close_and_wait(
     batch_event_processor& p, std::chrono::steady_clock::duration deadline) {
-    std::promise<std::pair<boost::system::error_code, close_report>> pr;
-    auto f = pr.get_future();
-    p.async_close(deadline, [&pr](boost::system::error_code ec, close_report r) {
-        pr.set_value({ec, std::move(r)});
+    // Shared: if the wait gives up, the handler may still run later.
+    auto pr = std::make_shared<std::promise<std::pair<boost::system::error_code, close_report>>>();
+    auto f = pr->get_future();
+    p.async_close(deadline, [pr](boost::system::error_code ec, close_report r) {
+        pr->set_value({ec, std::move(r)});
     });
+    REQUIRE(f.wait_for(deadline + std::chrono::seconds(60)) == std::future_status::ready);
     return f.get();
 }
 
