@@ -1,28 +1,23 @@
-// The loopback collector's fault injection and TLS, against a small synchronous Beast client
+// The loopback collector's fault injection and TLS, against the tests' blocking Beast client
 // (plain or TLS with peer and host name verification) over 127.0.0.1.
 
 #include "support/fixtures.hpp"
+#include "support/http_client.hpp"
 #include "support/tls_certs.hpp"
 
 #include <evdispatch/collector/collector.hpp>
 
-#include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/beast/core/error.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 #include <catch2/catch.hpp>
 
-#include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <optional>
 #include <string>
 #include <thread>
@@ -37,187 +32,15 @@ using boost::system::error_code;
 using evdispatch::collector;
 using evdispatch::collector_config;
 using evdispatch::collector_faults;
+using evdispatch::test::make_batch;
+using evdispatch::test::reply;
 using evdispatch::test::shared_tls_certs;
+using evdispatch::test::tls_options;
 using evdispatch::test::wait_until;
+using client = evdispatch::test::http_client;
 using namespace std::chrono_literals;
 
 namespace {
-
-// A batch of `visitors` visitors with one event each, uuids first_uuid, first_uuid + 1, ...
-std::string make_batch(unsigned visitors, unsigned first_uuid) {
-    std::string body =
-        R"({"account_id":"1","project_id":"2","revision":"3","client_name":"test",)"
-        R"("client_version":"1","anonymize_ip":true,"enrich_decisions":true,"visitors":[)";
-    for (unsigned i = 0; i < visitors; ++i) {
-        char uuid[40];
-        std::snprintf(uuid, sizeof uuid, "6a4c2f10-0000-4000-8000-%012x", first_uuid + i);
-        if (i != 0)
-            body += ',';
-        body += R"({"visitor_id":"v)" + std::to_string(i) +
-                R"(","attributes":[],"snapshots":[{"events":[{"entity_id":"9","key":"buy",)"
-                R"("uuid":")" +
-                uuid + R"(","timestamp":1700000000000}]}]})";
-    }
-    body += "]}";
-    return body;
-}
-
-struct reply {
-    unsigned status = 0;
-    std::string body;
-    bool keep_alive = false;
-    std::optional<std::string> retry_after;  // the Retry-After header, if sent
-};
-
-// TLS settings of a test client: trust `ca_file` only, verify the peer and `host` (a DNS name,
-// also sent as SNI, or an IP literal).
-struct tls_options {
-    std::string ca_file;
-    std::string host = "localhost";
-};
-
-// A blocking HTTP/1.1 client on one connection (plain or TLS). Each operation runs the
-// client's own io_context until it completes, bounded by `timeout` (tcp_stream's timer, which
-// gives beast::error::timeout).
-class client {
-public:
-    explicit client(unsigned short port, std::optional<tls_options> tls = std::nullopt,
-                    std::chrono::milliseconds timeout = 5s)
-        : timeout_(timeout) {
-        if (tls) {
-            ctx_.load_verify_file(tls->ca_file);
-            ctx_.set_verify_mode(ssl::verify_peer);
-            tls_.emplace(ioc_, ctx_);
-            SSL* h = tls_->native_handle();
-            error_code ip_ec;
-            asio::ip::make_address(tls->host, ip_ec);
-            if (ip_ec) {
-                SSL_set_tlsext_host_name(h, tls->host.c_str());
-                SSL_set1_host(h, tls->host.c_str());
-            } else {
-                X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(h), tls->host.c_str());
-            }
-        } else {
-            plain_.emplace(ioc_);
-        }
-        ec_ = run([&](auto done) {
-            lowest().async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
-                                   [done](error_code ec) { done(ec); });
-        });
-        if (!ec_ && tls_) {
-            ec_ = run([&](auto done) {
-                tls_->async_handshake(ssl::stream_base::client,
-                                      [done](error_code ec) { done(ec); });
-            });
-        }
-    }
-
-    error_code error() const { return ec_; }
-    void set_timeout(std::chrono::milliseconds t) { timeout_ = t; }
-
-    // The peer verification result of a TLS client (X509_V_OK when verified).
-    long verify_result() { return SSL_get_verify_result(tls_->native_handle()); }
-
-    // Sends one request and reads its response; on failure returns status 0 and sets error().
-    reply request(http::verb verb, const std::string& target, const std::string& body = {},
-                  bool keep_alive = true) {
-        send(verb, target, body, keep_alive);
-        return read();
-    }
-
-    reply post(const std::string& body) { return request(http::verb::post, "/v1/events", body); }
-
-    void send(http::verb verb, const std::string& target, const std::string& body,
-              bool keep_alive = true) {
-        if (ec_)
-            return;
-        http::request<http::string_body> req(verb, target, 11);
-        req.set(http::field::host, "localhost");
-        if (verb == http::verb::post)
-            req.set(http::field::content_type, "application/json");
-        req.body() = body;
-        req.keep_alive(keep_alive);
-        req.prepare_payload();
-        ec_ = run([&](auto done) {
-            with_stream([&](auto& s) {
-                http::async_write(s, req, [done](error_code ec, std::size_t) { done(ec); });
-            });
-        });
-    }
-
-    // Writes raw bytes (for partial requests).
-    void send_raw(const std::string& bytes) {
-        if (ec_)
-            return;
-        ec_ = run([&](auto done) {
-            with_stream([&](auto& s) {
-                asio::async_write(s, asio::buffer(bytes),
-                                  [done](error_code ec, std::size_t) { done(ec); });
-            });
-        });
-    }
-
-    reply read() {
-        if (ec_)
-            return {};
-        http::response<http::string_body> res;
-        ec_ = run([&](auto done) {
-            with_stream([&](auto& s) {
-                http::async_read(s, buffer_, res, [done](error_code ec, std::size_t) { done(ec); });
-            });
-        });
-        if (ec_)
-            return {};
-        reply r{res.result_int(), res.body(), res.keep_alive(), std::nullopt};
-        if (auto it = res.find(http::field::retry_after); it != res.end())
-            r.retry_after = std::string(it->value());
-        return r;
-    }
-
-    // Reads until the server closes; returns the error that ended the read.
-    error_code read_until_closed() {
-        char byte;
-        return run([&](auto done) {
-            with_stream([&](auto& s) {
-                s.async_read_some(asio::buffer(&byte, 1),
-                                  [done](error_code ec, std::size_t) { done(ec); });
-            });
-        });
-    }
-
-private:
-    beast::tcp_stream& lowest() { return tls_ ? beast::get_lowest_layer(*tls_) : *plain_; }
-
-    template <class F>
-    void with_stream(F&& f) {
-        if (tls_)
-            f(*tls_);
-        else
-            f(*plain_);
-    }
-
-    template <class Start>
-    error_code run(Start start) {
-        error_code result = asio::error::timed_out;
-        bool completed = false;
-        lowest().expires_after(timeout_);
-        start([&](error_code ec) {
-            result = ec;
-            completed = true;
-        });
-        ioc_.restart();
-        ioc_.run();
-        return completed ? result : error_code(asio::error::timed_out);
-    }
-
-    std::chrono::milliseconds timeout_;
-    asio::io_context ioc_;
-    ssl::context ctx_{ssl::context::tls_client};
-    std::optional<beast::tcp_stream> plain_;
-    std::optional<beast::ssl_stream<beast::tcp_stream>> tls_;
-    beast::flat_buffer buffer_;
-    error_code ec_;
-};
 
 // A collector serving HTTPS with `cert` (the trusted server certificate by default).
 collector_config tls_config(const evdispatch::test::cert_files& cert) {

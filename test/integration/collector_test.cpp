@@ -1,20 +1,18 @@
 // The loopback collector against a real Beast client over 127.0.0.1.
 
+#include "support/http_client.hpp"
+
 #include <evdispatch/collector/collector.hpp>
 
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/write.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/core/error.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <chrono>
-#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
@@ -26,124 +24,11 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using evdispatch::collector;
 using evdispatch::collector_config;
+using evdispatch::test::make_batch;
+using evdispatch::test::reply;
+using client = evdispatch::test::http_client;
 
 namespace {
-
-constexpr auto io_timeout = std::chrono::seconds(10);
-
-// A batch of `visitors` visitors with one event each, uuids first_uuid, first_uuid + 1, ...
-std::string make_batch(unsigned visitors, unsigned first_uuid) {
-    std::string body =
-        R"({"account_id":"1","project_id":"2","revision":"3","client_name":"test",)"
-        R"("client_version":"1","anonymize_ip":true,"enrich_decisions":true,"visitors":[)";
-    for (unsigned i = 0; i < visitors; ++i) {
-        char uuid[40];
-        std::snprintf(uuid, sizeof uuid, "6a4c2f10-0000-4000-8000-%012x", first_uuid + i);
-        if (i != 0)
-            body += ',';
-        body += R"({"visitor_id":"v)" + std::to_string(i) +
-                R"(","attributes":[],"snapshots":[{"events":[{"entity_id":"9","key":"buy",)"
-                R"("uuid":")" +
-                uuid + R"(","timestamp":1700000000000}]}]})";
-    }
-    body += "]}";
-    return body;
-}
-
-struct reply {
-    unsigned status = 0;
-    std::string body;
-    bool keep_alive = false;
-};
-
-// A blocking HTTP/1.1 client on one connection. Each operation runs the client's own
-// io_context until it completes; tcp_stream's timeout bounds it.
-class client {
-public:
-    explicit client(unsigned short port) {
-        ec_ = run([&](auto done) {
-            stream_.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
-                                  [done](error_code ec) { done(ec); });
-        });
-    }
-
-    error_code error() const { return ec_; }
-
-    // Sends one request and reads its response; on failure returns status 0 and sets error().
-    reply request(http::verb verb, const std::string& target, const std::string& body = {},
-                  bool keep_alive = true) {
-        send(verb, target, body, keep_alive);
-        return read();
-    }
-
-    void send(http::verb verb, const std::string& target, const std::string& body,
-              bool keep_alive = true) {
-        if (ec_)
-            return;
-        http::request<http::string_body> req(verb, target, 11);
-        req.set(http::field::host, "127.0.0.1");
-        if (verb == http::verb::post)
-            req.set(http::field::content_type, "application/json");
-        req.body() = body;
-        req.keep_alive(keep_alive);
-        req.prepare_payload();
-        ec_ = run([&](auto done) {
-            http::async_write(stream_, req, [done](error_code ec, std::size_t) { done(ec); });
-        });
-    }
-
-    // Writes raw bytes (for pipelining and malformed requests).
-    void send_raw(const std::string& bytes) {
-        if (ec_)
-            return;
-        ec_ = run([&](auto done) {
-            asio::async_write(stream_, asio::buffer(bytes),
-                              [done](error_code ec, std::size_t) { done(ec); });
-        });
-    }
-
-    reply read() {
-        if (ec_)
-            return {};
-        http::response<http::string_body> res;
-        ec_ = run([&](auto done) {
-            http::async_read(stream_, buffer_, res,
-                             [done](error_code ec, std::size_t) { done(ec); });
-        });
-        if (ec_)
-            return {};
-        return {res.result_int(), res.body(), res.keep_alive()};
-    }
-
-    // Reads until the server closes; returns the error that ended the read.
-    error_code read_until_closed() {
-        char byte;
-        return run([&](auto done) {
-            stream_.async_read_some(asio::buffer(&byte, 1),
-                                    [done](error_code ec, std::size_t) { done(ec); });
-        });
-    }
-
-private:
-    template <class Start>
-    error_code run(Start start) {
-        error_code result = asio::error::timed_out;
-        bool completed = false;
-        stream_.expires_after(io_timeout);
-        start([&](error_code ec) {
-            result = ec;
-            completed = true;
-        });
-        ioc_.restart();
-        ioc_.run();
-        return completed ? result : error_code(asio::error::timed_out);
-    }
-
-    asio::io_context ioc_;
-    beast::tcp_stream stream_{ioc_};
-    beast::flat_buffer buffer_;
-    error_code ec_;
-};
 
 reply post(unsigned short port, const std::string& body, const std::string& target = "/v1/events") {
     client c(port);

@@ -3,10 +3,8 @@
 // what `evdispatch payload` prints for the same inputs.
 
 #include "support/fixtures.hpp"
-
 #include "support/payload_input.hpp"
-// The command's payload support is part of the program (apps/), not of the library: this test
-// binary compiles it here, once.
+#include "support/vectors.hpp"
 
 #include <evdispatch/evdispatch.hpp>
 
@@ -15,21 +13,13 @@
 
 #include <catch2/catch.hpp>
 
-#include <fstream>
-#include <iterator>
+#include <string>
 
 using namespace evdispatch;
 using namespace std::chrono_literals;
 namespace json = boost::json;
 
 namespace {
-
-json::value read_vector(const std::string& name) {
-    std::ifstream f(std::string(EVDISPATCH_TEST_DATA) + "/vectors/" + name, std::ios::binary);
-    REQUIRE(f);
-    std::string text{std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
-    return json::parse(text);
-}
 
 // The inputs of the asserted vectors built by the current UserEventFactory rules.
 std::string collect_inputs() {
@@ -41,7 +31,7 @@ std::string collect_inputs() {
           "conv_revenue_value_tags.json", "conv_invalid_revenue_value_tags.json",
           "conv_region_eu.json", "track_invalid_tags.json", "track_revenue_only.json",
           "rollout_impression_send_flag_decisions.json"}) {
-        const auto v = read_vector(name);
+        const auto v = test::read_vector(name);
         for (const auto& in : v.at("inputs").as_array())
             all.push_back(in);
     }

@@ -61,7 +61,8 @@ TEST_CASE("an outage in the middle of a run loses nothing and is probed, not ham
     col.resume_listening();
     std::this_thread::sleep_for(2s);
     stop = true;
-    for (auto& t : producers) t.join();
+    for (auto& t : producers)
+        t.join();
 
     // The endpoint was known to be down during the outage, and everything waited for it.
     CHECK(at_resume.outages == 1);
@@ -116,7 +117,8 @@ TEST_CASE("429 with Retry-After: no request before it passes", "[integration][he
     };
     batch_event_processor p(cfg, hooks);
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 10; ++i) p.process(test::make_impression(b, std::uint64_t(i)));
+    for (int i = 0; i < 10; ++i)
+        p.process(test::make_impression(b, std::uint64_t(i)));
     REQUIRE(test::wait_until([&] { return p.metrics().state != endpoint_state::up; }));
     const auto paused_at = std::chrono::steady_clock::now();
     const auto requests = col.stats().requests;
@@ -129,5 +131,6 @@ TEST_CASE("429 with Retry-After: no request before it passes", "[integration][he
     // The probe went out no earlier than 2 s after the 429 (which came before paused_at).
     CHECK(sends[0] - paused_at >= 1900ms);
     auto [ec, r] = test::close_and_wait(p, 5s);
+    CHECK_FALSE(ec);
     CHECK(r.delivered == 10);
 }

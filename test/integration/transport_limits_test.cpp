@@ -29,7 +29,8 @@ namespace {
 class bad_server {
 public:
     enum class mode { huge_body, endless_body };
-    explicit bad_server(mode m) : mode_(m), acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+    explicit bad_server(mode m)
+        : mode_(m), acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
         thread_ = std::thread([this] { serve(); });
     }
     ~bad_server() {
@@ -54,16 +55,19 @@ private:
             boost::system::error_code ec;
             tcp::socket s(io_);
             acceptor_.accept(s, ec);
-            if (ec || stop_) return;
+            if (ec || stop_)
+                return;
             asio::streambuf buf;
             asio::read_until(s, buf, "\r\n\r\n", ec);
-            if (ec) continue;
+            if (ec)
+                continue;
             ++requests;
             if (mode_ == mode::huge_body) {
                 std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n";
                 asio::write(s, asio::buffer(head), ec);
                 std::string chunk(64 * 1024, 'x');
-                for (int i = 0; i < 160 && !ec && !stop_; ++i) asio::write(s, asio::buffer(chunk), ec);
+                for (int i = 0; i < 160 && !ec && !stop_; ++i)
+                    asio::write(s, asio::buffer(chunk), ec);
             } else {
                 std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
                 asio::write(s, asio::buffer(head), ec);
@@ -84,7 +88,8 @@ private:
 
 }  // namespace
 
-TEST_CASE("connections are recycled after max_requests_per_connection", "[integration][transport]") {
+TEST_CASE("connections are recycled after max_requests_per_connection",
+          "[integration][transport]") {
     collector col;
     processor_config cfg;
     cfg.endpoint = col.url();
@@ -94,10 +99,12 @@ TEST_CASE("connections are recycled after max_requests_per_connection", "[integr
     batch_event_processor p(cfg);
     event_builder b(test::make_context(col.url()));
     for (int round = 0; round < 6; ++round) {
-        for (int i = 0; i < 5; ++i) p.process(test::make_impression(b, round * 5 + i));
+        for (int i = 0; i < 5; ++i)
+            p.process(test::make_impression(b, round * 5 + i));
         p.async_flush(asio::use_future).get();
     }
     auto [ec, r] = test::close_and_wait(p, 5s);
+    CHECK_FALSE(ec);
     CHECK(r.delivered == 30);
     CHECK(r.metrics.connections_opened == 3);  // 6 requests, 2 per connection
     CHECK(col.stats().connections == 3);
@@ -112,14 +119,18 @@ TEST_CASE("an idle connection older than idle_timeout is not reused", "[integrat
     cfg.http.idle_timeout = 100ms;
     batch_event_processor p(cfg);
     event_builder b(test::make_context(col.url()));
-    for (int i = 0; i < 5; ++i) p.process(test::make_impression(b, i));
+    for (int i = 0; i < 5; ++i)
+        p.process(test::make_impression(b, i));
     p.async_flush(asio::use_future).get();
-    for (int i = 5; i < 10; ++i) p.process(test::make_impression(b, i));
+    for (int i = 5; i < 10; ++i)
+        p.process(test::make_impression(b, i));
     p.async_flush(asio::use_future).get();  // reused: young enough
     std::this_thread::sleep_for(300ms);
-    for (int i = 10; i < 15; ++i) p.process(test::make_impression(b, i));
+    for (int i = 10; i < 15; ++i)
+        p.process(test::make_impression(b, i));
     p.async_flush(asio::use_future).get();  // too old: a new connection
     auto [ec, r] = test::close_and_wait(p, 5s);
+    CHECK_FALSE(ec);
     CHECK(r.delivered == 15);
     CHECK(r.metrics.connections_opened == 2);
 }
@@ -136,8 +147,10 @@ TEST_CASE("a response larger than max_response_bytes fails the batch without ret
     cfg.http.max_response_bytes = 64 * 1024;
     batch_event_processor p(cfg, hooks);
     event_builder b(test::make_context(srv.url()));
-    for (int i = 0; i < 5; ++i) p.process(test::make_impression(b, i));
+    for (int i = 0; i < 5; ++i)
+        p.process(test::make_impression(b, i));
     auto [ec, r] = test::close_and_wait(p, 10s);
+    CHECK_FALSE(ec);  // dropped for the response, not by the close deadline
     CHECK(r.delivered == 0);
     CHECK(r.dropped[std::size_t(drop_reason::network_error)] == 5);
     CHECK(r.metrics.requests == 1);  // an oversized response is not retried
@@ -155,9 +168,11 @@ TEST_CASE("an endless response body is cut off by the request timeout",
     cfg.retry.base_backoff = 10ms;
     batch_event_processor p(cfg);
     event_builder b(test::make_context(srv.url()));
-    for (int i = 0; i < 5; ++i) p.process(test::make_impression(b, i));
+    for (int i = 0; i < 5; ++i)
+        p.process(test::make_impression(b, i));
     const auto t0 = std::chrono::steady_clock::now();
     auto [ec, r] = test::close_and_wait(p, 10s);
+    CHECK_FALSE(ec);  // the request timeout ended it, not the close deadline
     CHECK(r.delivered == 0);
     CHECK(r.dropped[std::size_t(drop_reason::timeout)] == 5);
     CHECK(r.metrics.requests == 2);

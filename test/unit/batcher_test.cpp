@@ -1,4 +1,5 @@
 #include "core/batcher.hpp"
+#include "support/workload.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/system/system_error.hpp>
@@ -16,29 +17,26 @@ using namespace std::chrono_literals;
 namespace {
 
 context_ptr make_ctx(std::string project, bool anonymize = false) {
-    auto c = std::make_shared<event_context>();
-    c->account_id = "12001";
-    c->project_id = std::move(project);
-    c->revision = "42";
+    auto c = std::make_shared<event_context>(
+        *test::make_context("http://127.0.0.1:1/v1/events", std::move(project)));
     c->anonymize_ip = anonymize;
-    c->endpoint = "http://127.0.0.1:1/v1/events";
     return c;
 }
 
 user_event make_event(const context_ptr& ctx, std::size_t pad = 0, int n = 0) {
     user_event ev;
     ev.context = ctx;
-    ev.visitor_json = "{\"visitor_id\":\"u" + std::to_string(n) + "\",\"pad\":\"" +
-                      std::string(pad, 'x') + "\"}";
+    ev.visitor_json =
+        "{\"visitor_id\":\"u" + std::to_string(n) + "\",\"pad\":\"" + std::string(pad, 'x') + "\"}";
     return ev;
 }
 
 // Steps of a batcher scenario: add an event of context A or B (with padding), tick at a time
 // offset, or flush; each step states how many batches must close and their sizes.
 struct step {
-    char op;                 // 'A'/'B': add to that context, 't': tick, 'f': flush
-    int at_ms;               // clock for the step
-    std::size_t pad;         // visitor padding (bytes)
+    char op;                          // 'A'/'B': add to that context, 't': tick, 'f': flush
+    int at_ms;                        // clock for the step
+    std::size_t pad;                  // visitor padding (bytes)
     std::vector<std::size_t> closed;  // sizes of batches closed by this step, in order
 };
 
@@ -54,18 +52,40 @@ struct scenario {
 
 TEST_CASE("batcher closes batches on count, bytes, age and flush", "[unit][batcher]") {
     const std::vector<scenario> table = {
-        {"count closes at batch_size", 3, 1 << 20, 1000,
+        {"count closes at batch_size",
+         3,
+         1 << 20,
+         1000,
          {{'A', 0, 0, {}}, {'A', 1, 0, {}}, {'A', 2, 0, {3}}, {'A', 3, 0, {}}, {'f', 4, 0, {1}}}},
-        {"batch_size 1 closes every event", 1, 1 << 20, 1000,
+        {"batch_size 1 closes every event",
+         1,
+         1 << 20,
+         1000,
          {{'A', 0, 0, {1}}, {'A', 0, 0, {1}}, {'f', 0, 0, {}}}},
-        {"contexts batch separately", 2, 1 << 20, 1000,
+        {"contexts batch separately",
+         2,
+         1 << 20,
+         1000,
          {{'A', 0, 0, {}}, {'B', 0, 0, {}}, {'A', 0, 0, {2}}, {'B', 0, 0, {2}}}},
-        {"age closes the oldest first", 10, 1 << 20, 100,
-         {{'A', 0, 0, {}}, {'B', 50, 0, {}}, {'t', 99, 0, {}}, {'t', 100, 0, {1}},
-          {'t', 149, 0, {}}, {'t', 150, 0, {1}}}},
-        {"bytes close the open batch before overflow", 100, 1024, 1000,
+        {"age closes the oldest first",
+         10,
+         1 << 20,
+         100,
+         {{'A', 0, 0, {}},
+          {'B', 50, 0, {}},
+          {'t', 99, 0, {}},
+          {'t', 100, 0, {1}},
+          {'t', 149, 0, {}},
+          {'t', 150, 0, {1}}}},
+        {"bytes close the open batch before overflow",
+         100,
+         1024,
+         1000,
          {{'A', 0, 300, {}}, {'A', 0, 300, {}}, {'A', 0, 300, {2}}, {'f', 0, 0, {1}}}},
-        {"flush closes all", 10, 1 << 20, 1000,
+        {"flush closes all",
+         10,
+         1 << 20,
+         1000,
          {{'A', 0, 0, {}}, {'B', 0, 0, {}}, {'A', 0, 0, {}}, {'f', 0, 0, {2, 1}}}},
         {"tick with nothing open", 10, 1 << 20, 1, {{'t', 5, 0, {}}, {'f', 5, 0, {}}}},
     };

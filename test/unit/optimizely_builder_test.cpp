@@ -2,8 +2,9 @@
 
 #include "optimizely_test_support.hpp"
 
-#include "support/payload_input.hpp"
 #include "core/json_writer.hpp"
+#include "support/payload_input.hpp"
+#include "support/workload.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -27,12 +28,7 @@ constexpr double inf_v = std::numeric_limits<double>::infinity();
 constexpr std::int64_t two53 = std::int64_t{1} << 53;
 
 context_ptr ctx() {
-    auto c = std::make_shared<event_context>();
-    c->account_id = "12001";
-    c->project_id = "111001";
-    c->revision = "42";
-    c->endpoint = std::string(us_endpoint);
-    return c;
+    return test::make_context(std::string(us_endpoint));
 }
 
 std::shared_ptr<const attribute_id_map> ids() {

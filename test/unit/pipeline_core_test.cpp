@@ -2,6 +2,7 @@
 // step, flush ordering, the close deadline over every stage, the retry schedule, backpressure.
 
 #include "core/pipeline.hpp"
+#include "support/workload.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -16,15 +17,6 @@ using namespace std::chrono_literals;
 using boost::system::error_code;
 
 namespace {
-
-context_ptr make_ctx(std::string endpoint = "http://127.0.0.1:9/v1/events") {
-    auto c = std::make_shared<event_context>();
-    c->account_id = "12001";
-    c->project_id = "111001";
-    c->revision = "7";
-    c->endpoint = std::move(endpoint);
-    return c;
-}
 
 user_event make_event(const context_ptr& ctx, int n, std::size_t pad = 0) {
     user_event e;
@@ -57,7 +49,7 @@ struct harness {
 
     pipeline_config cfg;
     pipeline p;
-    context_ptr ctx = make_ctx();
+    context_ptr ctx = test::make_context("http://127.0.0.1:9/v1/events");
     clock::time_point now = clock::time_point{} + 1000h;
     std::uint64_t pushed = 0;  // the ring's push count, as the shell would read it
     std::vector<pipeline_action> scratch;
@@ -158,7 +150,8 @@ struct harness {
     clock::duration until_next_send(clock::duration limit = 60s) {
         const auto start = now;
         const auto sends = all_sends.size();
-        while (all_sends.size() == sends && now - start < limit) advance(1ms);
+        while (all_sends.size() == sends && now - start < limit)
+            advance(1ms);
         REQUIRE(all_sends.size() > sends);
         return now - start;
     }
@@ -235,11 +228,13 @@ TEST_CASE("pipeline: accounting balances after every step of a scripted run", "[
     CHECK(h.p.counters().pending() == 0);
     CHECK(h.in_flight.empty());
     std::uint64_t reported = 0;
-    for (auto& r : h.reports) reported += r.events;
+    for (auto& r : h.reports)
+        reported += r.events;
     CHECK(reported == s.delivered + s.dropped - h.dropped(drop_reason::too_large));
 }
 
-TEST_CASE("pipeline: at most max_in_flight requests, the rest queued in order", "[unit][pipeline]") {
+TEST_CASE("pipeline: at most max_in_flight requests, the rest queued in order",
+          "[unit][pipeline]") {
     harness h;
     h.events(12);  // 4 batches of 3; 2 slots
     CHECK(h.in_flight.size() == 2);
@@ -259,18 +254,18 @@ TEST_CASE("pipeline: at most max_in_flight requests, the rest queued in order", 
 TEST_CASE("pipeline: flush waits for its ring target, then for its batches, in order",
           "[unit][pipeline]") {
     harness h;
-    h.events(2);       // one open batch of 2
-    h.push_only(1);    // one event still in the ring
-    h.flush(1);        // covers 3 events
+    h.events(2);     // one open batch of 2
+    h.push_only(1);  // one event still in the ring
+    h.flush(1);      // covers 3 events
     CHECK(h.flushes_done.empty());
     CHECK(h.all_sends.empty());  // the ring part is not done: nothing closed yet
-    h.drain_ring();    // the third event arrives: the batch fills (3) and is sent
+    h.drain_ring();              // the third event arrives: the batch fills (3) and is sent
     REQUIRE(h.in_flight.size() == 1);
-    h.events(1);       // after the flush: a new open batch
-    h.flush(2);        // covers 4 events: closes the open batch of 1
+    h.events(1);  // after the flush: a new open batch
+    h.flush(2);   // covers 4 events: closes the open batch of 1
     REQUIRE(h.in_flight.size() == 2);
     CHECK(h.flushes_done.empty());
-    h.ok(1);           // the later batch settles first: flush 2 still waits for batch 1
+    h.ok(1);  // the later batch settles first: flush 2 still waits for batch 1
     CHECK(h.flushes_done.empty());
     h.ok(0);
     REQUIRE(h.flushes_done.size() == 2);
@@ -297,26 +292,26 @@ TEST_CASE("pipeline: the close deadline gives up every stage with close_deadline
     auto cfg = base_config();
     cfg.max_in_flight = 1;
     harness h(cfg);
-    h.events(3);       // batch 1: in flight
-    h.events(3);       // batch 2: queued
-    h.events(3);       // batch 3: queued
-    h.ok();            // batch 1 delivered; batch 2 in flight
-    h.fail_503(0, 0.99);  // batch 2 waits to retry (~99 ms)
+    h.events(3);                       // batch 1: in flight
+    h.events(3);                       // batch 2: queued
+    h.events(3);                       // batch 3: queued
+    h.ok();                            // batch 1 delivered; batch 2 in flight
+    h.fail_503(0, 0.99);               // batch 2 waits to retry (~99 ms)
     REQUIRE(h.in_flight.size() == 1);  // batch 3 took the slot
-    h.events(1);       // an open batch
-    h.push_only(2);    // two events still in the ring
+    h.events(1);                       // an open batch
+    h.push_only(2);                    // two events still in the ring
     CHECK(h.p.counters().retry_events == 3);
     CHECK(h.p.counters().in_flight_events == 3);
     CHECK(h.p.counters().open_events == 1);
 
     h.close(50ms);
     CHECK_FALSE(h.closed_with_deadline);
-    h.advance(50ms);   // deadline: everything taken is given up at once
+    h.advance(50ms);  // deadline: everything taken is given up at once
     CHECK(h.shutdowns == 1);
     CHECK(h.p.counters().pending() == 0);
     CHECK_FALSE(h.closed_with_deadline);  // the ring still holds 2 events
     CHECK(h.p.has_room());
-    h.drain_ring();    // dropped as they are taken
+    h.drain_ring();  // dropped as they are taken
     REQUIRE(h.closed_with_deadline);
     CHECK(*h.closed_with_deadline);
     CHECK(h.p.counters().delivered == 3);
@@ -333,8 +328,10 @@ TEST_CASE("pipeline: the close deadline gives up every stage with close_deadline
     CHECK(h.p.counters().connections_opened == before.connections_opened + 1);
     // Every batch was reported exactly once.
     std::map<std::uint64_t, int> seen;
-    for (auto& r : h.reports) ++seen[r.batch_id];
-    for (auto& [id, n] : seen) CHECK(n == 1);
+    for (auto& r : h.reports)
+        ++seen[r.batch_id];
+    for (auto& [id, n] : seen)
+        CHECK(n == 1);
     CHECK(seen.size() == 4);
 }
 
@@ -393,13 +390,13 @@ TEST_CASE("pipeline: a retry waits for a slot, before newer batches", "[unit][pi
     cfg.max_in_flight = 1;
     harness h(cfg);
     h.events(3);
-    h.fail_503(0, 0.0);   // retry due at once (jitter 0)
-    h.events(6);          // batches 2 and 3: batch 2 takes the free slot
+    h.fail_503(0, 0.0);  // retry due at once (jitter 0)
+    h.events(6);         // batches 2 and 3: batch 2 takes the free slot
     REQUIRE(h.in_flight.size() == 1);
     CHECK(h.in_flight[0].id == 2);
-    h.advance(1ms);       // batch 1 is ready but the slot is busy
+    h.advance(1ms);  // batch 1 is ready but the slot is busy
     CHECK(h.p.counters().retry_events == 3);
-    h.ok(0);              // slot free: the retry of batch 1 goes before batch 3
+    h.ok(0);  // slot free: the retry of batch 1 goes before batch 3
     REQUIRE(h.in_flight.size() == 1);
     CHECK(h.in_flight[0].id == 1);
     CHECK(h.in_flight[0].attempt == 2);
@@ -418,7 +415,7 @@ TEST_CASE("pipeline: backpressure pauses the drain and resumes it once", "[unit]
     h.events(3, 400);  // batch 3 queued: 2.6 KB + 2 KB > 4 KB
     CHECK_FALSE(h.p.has_room());
     h.p.pause_drain();
-    h.ok();            // batch 2 goes: 1.3 KB queued, room again
+    h.ok();  // batch 2 goes: 1.3 KB queued, room again
     CHECK(h.p.has_room());
     CHECK(h.resumes == 1);
     h.ok();
@@ -435,11 +432,11 @@ TEST_CASE("pipeline: a batch that does not fit the backlog is dropped as backlog
     cfg.batch.max_batch_bytes = 2048;
     cfg.backlog_max_bytes = 2048;
     harness h(cfg);
-    h.ctx = make_ctx("http://a/v1/events");
+    h.ctx = test::make_context("http://a/v1/events");
     h.events(1, 1500);
-    h.ctx = make_ctx("http://b/v1/events");
+    h.ctx = test::make_context("http://b/v1/events");
     h.events(1, 1500);
-    h.ctx = make_ctx("http://c/v1/events");
+    h.ctx = test::make_context("http://c/v1/events");
     h.events(1, 1500);
     h.flush(1);  // closes three batches at once: one sent, one queued, one does not fit
     CHECK(h.in_flight.size() == 1);
@@ -542,7 +539,8 @@ TEST_CASE("pipeline health: answers that concern the batch do not make it down",
     cfg.retry.max_attempts = 1;
     harness h(cfg);
     h.events(12);
-    for (int i = 0; i < 4; ++i) h.answer(0, k.ec, k.status);
+    for (int i = 0; i < 4; ++i)
+        h.answer(0, k.ec, k.status);
     CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::up);
     CHECK(h.p.counters().outages == 0);
     CHECK(h.p.counters().dropped_total() == 12);
@@ -562,7 +560,8 @@ TEST_CASE("pipeline health: one probe at a time on an exponential, jittered, cap
           "[unit][pipeline][health]") {
     harness h(health_config_for_tests());
     h.events(12);
-    for (int i = 0; i < 4; ++i) h.answer(0, make_error_code(error::connect_failed), 0, {}, 1.0);
+    for (int i = 0; i < 4; ++i)
+        h.answer(0, make_error_code(error::connect_failed), 0, {}, 1.0);
     REQUIRE(h.p.state_of(h.ctx->endpoint) == endpoint_state::down);
     // Jitter 1.0: the whole step. The first probe 250 ms after the outage began.
     std::vector<clock::duration> waits;
@@ -570,7 +569,7 @@ TEST_CASE("pipeline health: one probe at a time on an exponential, jittered, cap
         waits.push_back(h.until_next_send());
         REQUIRE(h.in_flight.size() == 1);  // exactly one probe
         CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::probing);
-        CHECK(h.in_flight[0].id == 1);     // the oldest held batch
+        CHECK(h.in_flight[0].id == 1);  // the oldest held batch
         h.answer(0, make_error_code(error::connect_failed), 0, {}, 1.0);
         CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::down);
     }
@@ -590,7 +589,8 @@ TEST_CASE("pipeline health: outage attempts do not use up a batch's attempts",
     cfg.retry.max_retry_time = 1s;
     harness h(cfg);
     h.events(12);
-    for (int i = 0; i < 4; ++i) h.answer(0, make_error_code(error::connect_failed));
+    for (int i = 0; i < 4; ++i)
+        h.answer(0, make_error_code(error::connect_failed));
     // Twenty failed probes over much more than max_retry_time: nothing is given up.
     for (int probe = 0; probe < 20; ++probe) {
         h.until_next_send();
@@ -609,13 +609,15 @@ TEST_CASE("pipeline health: outage attempts do not use up a batch's attempts",
     CHECK(h.in_flight[0].id == 2);
     CHECK(h.in_flight[1].id == 3);
     CHECK(h.in_flight[2].id == 4);
-    while (!h.in_flight.empty()) h.ok();
+    while (!h.in_flight.empty())
+        h.ok();
     CHECK(h.p.counters().delivered == 12);
     CHECK(h.p.counters().endpoints_down == 0);
     CHECK(h.p.counters().outage_ms > 0);
     // Reported attempts are the requests made, probes included.
     std::uint64_t max_attempts = 0;
-    for (auto& r : h.reports) max_attempts = std::max<std::uint64_t>(max_attempts, r.attempts);
+    for (auto& r : h.reports)
+        max_attempts = std::max<std::uint64_t>(max_attempts, r.attempts);
     CHECK(max_attempts == 22);
 }
 
@@ -623,7 +625,8 @@ TEST_CASE("pipeline health: new batches for a down endpoint are held, not sent",
           "[unit][pipeline][health]") {
     harness h(health_config_for_tests());
     h.events(12);
-    for (int i = 0; i < 4; ++i) h.answer(0, make_error_code(error::connect_failed));
+    for (int i = 0; i < 4; ++i)
+        h.answer(0, make_error_code(error::connect_failed));
     const auto sends = h.all_sends.size();
     h.events(30);
     CHECK(h.all_sends.size() == sends);
@@ -662,11 +665,12 @@ TEST_CASE("pipeline health: no request before Retry-After passes", "[unit][pipel
 
 TEST_CASE("pipeline health: one endpoint down does not hold another", "[unit][pipeline][health]") {
     harness h(health_config_for_tests());
-    const auto a = make_ctx("http://a/v1/events");
-    const auto b = make_ctx("http://b/v1/events");
+    const auto a = test::make_context("http://a/v1/events");
+    const auto b = test::make_context("http://b/v1/events");
     h.ctx = a;
     h.events(9);
-    for (int i = 0; i < 3; ++i) h.answer(0, make_error_code(error::connect_failed));
+    for (int i = 0; i < 3; ++i)
+        h.answer(0, make_error_code(error::connect_failed));
     REQUIRE(h.p.state_of(a->endpoint) == endpoint_state::down);
     h.ctx = b;
     h.events(6);
@@ -678,13 +682,15 @@ TEST_CASE("pipeline health: one endpoint down does not hold another", "[unit][pi
     CHECK(h.p.counters().held_events == 9);
 }
 
-TEST_CASE("pipeline health: held batches count toward the memory room", "[unit][pipeline][health]") {
+TEST_CASE("pipeline health: held batches count toward the memory room",
+          "[unit][pipeline][health]") {
     auto cfg = health_config_for_tests();
     cfg.batch.max_batch_bytes = 2048;
     cfg.backlog_max_bytes = 7000;
     harness h(cfg);
     h.events(12, 400);
-    for (int i = 0; i < 4; ++i) h.answer(0, make_error_code(error::connect_failed));
+    for (int i = 0; i < 4; ++i)
+        h.answer(0, make_error_code(error::connect_failed));
     CHECK(h.p.counters().held_bytes > 5000);
     CHECK_FALSE(h.p.has_room());  // ~5.5 KB held + a full batch > 7000
     h.p.pause_drain();
@@ -700,22 +706,27 @@ TEST_CASE("pipeline health: batches older than max_age are dropped as expired",
     cfg.health.max_age = 10s;
     harness h(cfg);
     h.events(12);
-    for (int i = 0; i < 4; ++i) h.answer(0, make_error_code(error::connect_failed));
+    for (int i = 0; i < 4; ++i)
+        h.answer(0, make_error_code(error::connect_failed));
     h.advance(5s);
-    if (!h.in_flight.empty()) h.answer(0, make_error_code(error::connect_failed));
+    if (!h.in_flight.empty())
+        h.answer(0, make_error_code(error::connect_failed));
     h.events(3);  // closed 5 s later
     while (h.now < clock::time_point{} + 1000h + 10s) {
         h.advance(std::min<clock::duration>(*h.timer - h.now, 10s));
-        if (!h.in_flight.empty()) h.answer(0, make_error_code(error::connect_failed));
+        if (!h.in_flight.empty())
+            h.answer(0, make_error_code(error::connect_failed));
     }
     CHECK(h.dropped(drop_reason::expired) == 12);
     CHECK(h.p.counters().held_events + h.p.counters().in_flight_events == 3);
 }
 
-TEST_CASE("pipeline health: close during an outage ends at the deadline", "[unit][pipeline][health]") {
+TEST_CASE("pipeline health: close during an outage ends at the deadline",
+          "[unit][pipeline][health]") {
     harness h(health_config_for_tests());
     h.events(12);
-    for (int i = 0; i < 4; ++i) h.answer(0, make_error_code(error::connect_failed));
+    for (int i = 0; i < 4; ++i)
+        h.answer(0, make_error_code(error::connect_failed));
     h.close(1s);
     h.advance(250ms);  // a probe goes out
     CHECK_FALSE(h.closed_with_deadline);

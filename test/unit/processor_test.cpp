@@ -9,8 +9,8 @@
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/deferred.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -22,8 +22,8 @@
 
 #include <atomic>
 #include <map>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -34,12 +34,28 @@ using boost::system::error_code;
 
 namespace {
 
-/// Completes each dispatch from its own thread's io_context (as a real client library
-/// would), failing every `fail_every`-th batch when set.
+/// Completes each dispatch from its own thread's io_context, as a real client library would.
+/// A rule decides each attempt: a failure (the error and result to complete with) or nullopt
+/// for a 204. Checks that every body is a batch of event_count visitors, counts the events
+/// handed over, and records the bodies in the order they came.
 class threaded_dispatcher final : public event_dispatcher {
 public:
-    explicit threaded_dispatcher(std::size_t fail_every = 0, std::size_t in_flight = 2)
-        : fail_every_(fail_every), in_flight_(in_flight) {
+    /// What the rule sees: the body, how many times this body has come (1 for the first
+    /// attempt, 2 for its first retry...), and the call's number over all bodies (1-based).
+    struct attempt {
+        const std::string& body;
+        int of_body;
+        std::uint64_t call;
+    };
+    struct failure {
+        error code;
+        dispatch_result result;
+    };
+    using rule = std::function<std::optional<failure>(const attempt&)>;
+
+    /// Null `r`: every attempt succeeds.
+    explicit threaded_dispatcher(rule r = {}, std::size_t in_flight = 2)
+        : rule_(std::move(r)), in_flight_(in_flight) {
         thread_ = std::thread([this] { io_.run(); });
     }
     ~threaded_dispatcher() override {
@@ -48,32 +64,49 @@ public:
     }
     void async_dispatch(std::shared_ptr<const log_event> ev,
                         asio::any_completion_handler<dispatch_signature> h) override {
-        const auto n = ++calls_;
-        asio::post(io_, [this, n, ev, h = std::move(h)]() mutable {
-            // Every body is a valid event batch with event_count visitors.
+        asio::post(io_, [this, ev, h = std::move(h)]() mutable {
             auto v = boost::json::parse(ev->body);
             const auto visitors = v.at("visitors").as_array().size();
             bodies_ok_ = bodies_ok_ && visitors == ev->event_count && ev->http_verb == "POST";
             events_ += ev->event_count;
-            dispatch_result r;
-            if (fail_every_ && n % fail_every_ == 0) {
-                r.message = "scripted failure";
-                std::move(h)(make_error_code(error::dispatcher_failed), std::move(r));
-            } else {
-                r.status = 200;
-                std::move(h)(error_code{}, std::move(r));
+            int of_body;
+            {
+                std::lock_guard lk(mu_);
+                of_body = ++attempts_[ev->body];
+                sent_.push_back(ev->body);
             }
+            const auto call = ++calls_;  // only this thread counts
+            if (rule_) {
+                if (auto f = rule_(attempt{ev->body, of_body, call})) {
+                    std::move(h)(make_error_code(f->code), std::move(f->result));
+                    return;
+                }
+            }
+            dispatch_result ok;
+            ok.status = 204;
+            std::move(h)(error_code{}, std::move(ok));
         });
     }
     std::size_t max_in_flight() const noexcept override { return in_flight_; }
 
-    std::atomic<std::uint64_t> events_{0};
-    std::atomic<bool> bodies_ok_{true};
+    /// Whether every body so far was a batch of event_count visitors, sent with POST.
+    bool bodies_ok() const noexcept { return bodies_ok_; }
+    /// Events handed over, retries included.
+    std::uint64_t events() const noexcept { return events_; }
+    std::vector<std::string> sent() {
+        std::lock_guard lk(mu_);
+        return sent_;
+    }
 
 private:
-    std::size_t fail_every_;
+    rule rule_;
     std::size_t in_flight_;
-    std::atomic<std::uint64_t> calls_{0};
+    std::atomic<bool> bodies_ok_{true};
+    std::atomic<std::uint64_t> events_{0};
+    std::uint64_t calls_ = 0;
+    std::mutex mu_;
+    std::map<std::string, int> attempts_;
+    std::vector<std::string> sent_;
     asio::io_context io_;
     asio::executor_work_guard<asio::io_context::executor_type> guard_{io_.get_executor()};
     std::thread thread_;
@@ -93,7 +126,8 @@ public:
             std::lock_guard lk(m_);
             hs.swap(held_);
         }
-        for (auto& h : hs) std::move(h)(make_error_code(error::connection_lost), dispatch_result{});
+        for (auto& h : hs)
+            std::move(h)(make_error_code(error::connection_lost), dispatch_result{});
         shutdowns_++;
     }
     std::size_t max_in_flight() const noexcept override { return 4; }
@@ -116,9 +150,18 @@ processor_config small_config() {
 
 TEST_CASE("accounting balances at every snapshot under load and after close",
           "[unit][accounting]") {
-    const std::size_t fail_every = GENERATE(0, 3);
+    const std::uint64_t fail_every = GENERATE(0, 3);
     test::io_fixture fx;
-    auto d = std::make_shared<threaded_dispatcher>(fail_every);
+    threaded_dispatcher::rule every_nth;  // fail every fail_every-th call
+    if (fail_every != 0)
+        every_nth = [fail_every](const threaded_dispatcher::attempt& a)
+            -> std::optional<threaded_dispatcher::failure> {
+            if (a.call % fail_every != 0)
+                return std::nullopt;
+            return threaded_dispatcher::failure{error::dispatcher_failed,
+                                                {.message = "scripted failure"}};
+        };
+    auto d = std::make_shared<threaded_dispatcher>(every_nth);
     std::atomic<std::uint64_t> reported_events{0};
     processor_hooks hooks;
     hooks.dispatcher = d;
@@ -135,7 +178,8 @@ TEST_CASE("accounting balances at every snapshot under load and after close",
         while (!stop.load()) {
             auto m = p.metrics();
             ++snapshots;
-            if (!m.balanced()) ++unbalanced;
+            if (!m.balanced())
+                ++unbalanced;
         }
     });
     std::atomic<std::uint64_t> accepted{0}, full{0};
@@ -144,14 +188,20 @@ TEST_CASE("accounting balances at every snapshot under load and after close",
         producers.emplace_back([&, t] {
             for (int i = 0; i < 5000; ++i) {
                 switch (p.process(test::make_impression(b, t * 100000 + i))) {
-                    case process_result::accepted: ++accepted; break;
-                    case process_result::dropped_queue_full: ++full; break;
-                    default: FAIL_CHECK("unexpected process result");
+                    case process_result::accepted:
+                        ++accepted;
+                        break;
+                    case process_result::dropped_queue_full:
+                        ++full;
+                        break;
+                    default:
+                        FAIL_CHECK("unexpected process result");
                 }
             }
         });
     }
-    for (auto& t : producers) t.join();
+    for (auto& t : producers)
+        t.join();
     auto report = p.async_close(10s, asio::use_future).get();
     stop = true;
     watcher.join();
@@ -166,8 +216,8 @@ TEST_CASE("accounting balances at every snapshot under load and after close",
     CHECK(m.submitted() == 20000);
     CHECK(m.accepted == m.delivered + m.dropped_after_accept());
     CHECK(report.delivered == m.delivered);
-    CHECK(d->bodies_ok_);
-    CHECK(d->events_ == m.accepted);  // every accepted event was handed over exactly once
+    CHECK(d->bodies_ok());
+    CHECK(d->events() == m.accepted);  // every accepted event was handed over exactly once
     CHECK(reported_events == m.accepted);
     if (fail_every == 0) {
         CHECK(m.delivered == m.accepted);
@@ -187,7 +237,8 @@ TEST_CASE("process() reports a full queue and a null event", "[unit][accounting]
     cfg.queue_capacity = 8;
     batch_event_processor p(io.get_executor(), cfg, {.dispatcher = d});
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 8; ++i) CHECK(p.process(test::make_impression(b, i)) == process_result::accepted);
+    for (int i = 0; i < 8; ++i)
+        CHECK(p.process(test::make_impression(b, i)) == process_result::accepted);
     CHECK(p.process(test::make_impression(b, 8)) == process_result::dropped_queue_full);
     CHECK(p.process(test::make_impression(b, 9)) == process_result::dropped_queue_full);
     CHECK(p.process(nullptr) == process_result::invalid_event);
@@ -202,7 +253,8 @@ TEST_CASE("process() reports a full queue and a null event", "[unit][accounting]
     p.async_flush([&](error_code ec) { flushed = ec; });
     auto guard = asio::make_work_guard(io);
     const auto end = std::chrono::steady_clock::now() + 10s;
-    while (!flushed && std::chrono::steady_clock::now() < end) io.run_one_for(100ms);
+    while (!flushed && std::chrono::steady_clock::now() < end)
+        io.run_one_for(100ms);
     REQUIRE(flushed);
     CHECK(!*flushed);
     m = p.metrics();
@@ -219,7 +271,8 @@ TEST_CASE("flush settles everything accepted before it", "[unit][lifecycle]") {
     cfg.batch.flush_interval = 60s;  // only the flush can close the batch
     batch_event_processor p(fx.executor(), cfg, {.dispatcher = d});
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 123; ++i) REQUIRE(p.process(test::make_impression(b, i)) == process_result::accepted);
+    for (int i = 0; i < 123; ++i)
+        REQUIRE(p.process(test::make_impression(b, i)) == process_result::accepted);
     p.async_flush(asio::use_future).get();
     auto m = p.metrics();
     CHECK(m.delivered == 123);
@@ -298,11 +351,12 @@ TEST_CASE("async_flush supports terminal cancellation", "[unit][lifecycle]") {
     auto cfg = small_config();
     batch_event_processor p(fx.executor(), cfg, {.dispatcher = d});
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 10; ++i) p.process(test::make_impression(b, i));
+    for (int i = 0; i < 10; ++i)
+        p.process(test::make_impression(b, i));
     asio::cancellation_signal sig;
     std::promise<error_code> done;
-    p.async_flush(asio::bind_cancellation_slot(
-        sig.slot(), [&](error_code ec) { done.set_value(ec); }));
+    p.async_flush(
+        asio::bind_cancellation_slot(sig.slot(), [&](error_code ec) { done.set_value(ec); }));
     auto fut = done.get_future();
     CHECK(fut.wait_for(100ms) == std::future_status::timeout);  // waits for the black hole
     // Partial cancellation is not supported: nothing happens.
@@ -323,16 +377,16 @@ TEST_CASE("close deadline drops what is in flight, with the reason", "[unit][lif
     processor_hooks hooks;
     hooks.dispatcher = d;
     hooks.on_batch_result = [&](const batch_result& r) {
-        if (!r.delivered && r.reason == drop_reason::close_deadline) deadline_events += r.events;
+        if (!r.delivered && r.reason == drop_reason::close_deadline)
+            deadline_events += r.events;
     };
     auto cfg = small_config();
     batch_event_processor p(fx.executor(), cfg, hooks);
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 95; ++i) p.process(test::make_impression(b, i));
+    for (int i = 0; i < 95; ++i)
+        p.process(test::make_impression(b, i));
     const auto t0 = std::chrono::steady_clock::now();
-    std::promise<std::pair<error_code, close_report>> pr;
-    p.async_close(200ms, [&](error_code ec, close_report r) { pr.set_value({ec, r}); });
-    auto [ec, r] = pr.get_future().get();
+    auto [ec, r] = test::close_and_wait(p, 200ms);
     const auto took = std::chrono::steady_clock::now() - t0;
     CHECK(ec == error::close_deadline);
     CHECK(r.deadline_passed);
@@ -354,13 +408,15 @@ TEST_CASE("an owning processor's destructor closes within its deadline", "[unit]
     processor_hooks hooks;
     hooks.dispatcher = d;
     hooks.on_batch_result = [&](const batch_result& r) {
-        if (!r.delivered) dropped += r.events;
+        if (!r.delivered)
+            dropped += r.events;
     };
     const auto t0 = std::chrono::steady_clock::now();
     {
         batch_event_processor p(cfg, hooks);
         event_builder b(test::make_context(cfg.endpoint));
-        for (int i = 0; i < 30; ++i) p.process(test::make_impression(b, i));
+        for (int i = 0; i < 30; ++i)
+            p.process(test::make_impression(b, i));
     }
     CHECK(dropped == 30);  // reported, not lost silently
     CHECK(std::chrono::steady_clock::now() - t0 < 10s);
@@ -371,14 +427,14 @@ TEST_CASE("an owning processor delivers on its own thread", "[unit][lifecycle]")
     auto cfg = small_config();
     batch_event_processor p(cfg, {.dispatcher = d});
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 1000; ++i) p.process(test::make_impression(b, i));
+    for (int i = 0; i < 1000; ++i)
+        p.process(test::make_impression(b, i));
     auto r = p.async_close(5s, asio::use_future).get();
     CHECK(r.delivered == 1000);
     CHECK(r.metrics.batches_delivered == 100);
 }
 
-TEST_CASE("invalid configuration is refused with a message naming the field",
-          "[unit][config]") {
+TEST_CASE("invalid configuration is refused with a message naming the field", "[unit][config]") {
     struct row {
         const char* name;
         std::function<void(processor_config&)> change;
@@ -394,15 +450,14 @@ TEST_CASE("invalid configuration is refused with a message naming the field",
          "queue_capacity"},
         {"flush 0", [](auto& c) { c.batch.flush_interval = 0ms; }, error::invalid_config,
          "flush_interval"},
-        {"tiny batch bytes", [](auto& c) { c.batch.max_batch_bytes = 10; },
-         error::invalid_config, "max_batch_bytes"},
+        {"tiny batch bytes", [](auto& c) { c.batch.max_batch_bytes = 10; }, error::invalid_config,
+         "max_batch_bytes"},
         {"no connections", [](auto& c) { c.http.max_connections = 0; }, error::invalid_config,
          "max_connections"},
         {"bad url", [](auto& c) { c.endpoint = "not a url"; }, error::invalid_url, "not a url"},
         {"ftp url", [](auto& c) { c.endpoint = "ftp://127.0.0.1/x"; }, error::invalid_url,
          "scheme"},
-        {"no host", [](auto& c) { c.endpoint = "http:///v1/events"; }, error::invalid_url,
-         "host"},
+        {"no host", [](auto& c) { c.endpoint = "http:///v1/events"; }, error::invalid_url, "host"},
         {"port out of range", [](auto& c) { c.endpoint = "http://127.0.0.1:99999/v1/events"; },
          error::invalid_url, "port 99999 is out of range"},
         {"empty port", [](auto& c) { c.endpoint = "http://127.0.0.1:/v1/events"; },
@@ -429,67 +484,15 @@ TEST_CASE("invalid configuration is refused with a message naming the field",
     }
 }
 
-namespace {
-
-/// Fails the attempts that `fail(body, attempt_no)` says, succeeding otherwise; completes on
-/// its own thread. Records every body it was given.
-class scripted_dispatcher final : public event_dispatcher {
-public:
-    using rule = std::function<std::optional<dispatch_result>(const std::string&, int)>;
-    explicit scripted_dispatcher(rule r) : rule_(std::move(r)) {
-        thread_ = std::thread([this] { io_.run(); });
-    }
-    ~scripted_dispatcher() override {
-        guard_.reset();
-        thread_.join();
-    }
-    void async_dispatch(std::shared_ptr<const log_event> ev,
-                        asio::any_completion_handler<dispatch_signature> h) override {
-        asio::post(io_, [this, ev, h = std::move(h)]() mutable {
-            int attempt;
-            {
-                std::lock_guard lk(mu_);
-                attempt = ++attempts_[ev->body];
-                sent_.push_back(ev->body);
-            }
-            if (auto failure = rule_(ev->body, attempt)) {
-                std::move(h)(make_error_code(failure->status ? error::http_status
-                                                             : error::connection_lost),
-                             std::move(*failure));
-                return;
-            }
-            dispatch_result ok;
-            ok.status = 204;
-            std::move(h)(error_code{}, std::move(ok));
-        });
-    }
-    std::size_t max_in_flight() const noexcept override { return 2; }
-    std::vector<std::string> sent() {
-        std::lock_guard lk(mu_);
-        return sent_;
-    }
-
-private:
-    rule rule_;
-    std::mutex mu_;
-    std::map<std::string, int> attempts_;
-    std::vector<std::string> sent_;
-    asio::io_context io_;
-    asio::executor_work_guard<asio::io_context::executor_type> guard_{io_.get_executor()};
-    std::thread thread_;
-};
-
-}  // namespace
-
 TEST_CASE("failed attempts are retried with the same body until delivered", "[unit][retry]") {
-    auto d = std::make_shared<scripted_dispatcher>([](const std::string&, int attempt) {
-        std::optional<dispatch_result> r;
-        if (attempt <= 2) {
-            r.emplace();
-            r->status = attempt == 1 ? 503 : 0;  // a 503, then a lost connection
-        }
-        return r;
-    });
+    auto d = std::make_shared<threaded_dispatcher>(
+        [](const threaded_dispatcher::attempt& a) -> std::optional<threaded_dispatcher::failure> {
+            if (a.of_body == 1)
+                return threaded_dispatcher::failure{error::http_status, {.status = 503}};
+            if (a.of_body == 2)
+                return threaded_dispatcher::failure{error::connection_lost, {}};
+            return std::nullopt;
+        });
     std::vector<unsigned> attempts;
     std::mutex mu;
     processor_hooks hooks;
@@ -504,33 +507,33 @@ TEST_CASE("failed attempts are retried with the same body until delivered", "[un
     cfg.health.failure_threshold = 0;  // the retry policy alone (health: pipeline_core_test)
     batch_event_processor p(cfg, hooks);
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 30; ++i) p.process(test::make_impression(b, i));
+    for (int i = 0; i < 30; ++i)
+        p.process(test::make_impression(b, i));
     auto r = p.async_close(10s, asio::use_future).get();
     CHECK(r.delivered == 30);
-    CHECK(r.metrics.retries == 6);   // 3 batches x 2 failed attempts
+    CHECK(r.metrics.retries == 6);  // 3 batches x 2 failed attempts
     CHECK(r.metrics.requests == 9);
     std::lock_guard lk(mu);
     CHECK(attempts == std::vector<unsigned>{3, 3, 3});
     // Each body was sent three times, byte for byte (same uuids).
     auto sent = d->sent();
     std::map<std::string, int> times;
-    for (auto& s : sent) ++times[s];
+    for (auto& s : sent)
+        ++times[s];
     CHECK(times.size() == 3);
-    for (auto& [body, n] : times) CHECK(n == 3);
+    for (auto& [body, n] : times)
+        CHECK(n == 3);
 }
 
-TEST_CASE("a batch waiting for its retry does not block the batches behind it",
-          "[unit][retry]") {
+TEST_CASE("a batch waiting for its retry does not block the batches behind it", "[unit][retry]") {
     // The first batch (visitor user-0) answers 503 with Retry-After 400 ms twice.
-    auto d = std::make_shared<scripted_dispatcher>([](const std::string& body, int attempt) {
-        std::optional<dispatch_result> r;
-        if (body.find("\"user-0\"") != std::string::npos && attempt <= 2) {
-            r.emplace();
-            r->status = 503;
-            r->retry_after = std::chrono::milliseconds(400);
-        }
-        return r;
-    });
+    auto d = std::make_shared<threaded_dispatcher>(
+        [](const threaded_dispatcher::attempt& a) -> std::optional<threaded_dispatcher::failure> {
+            if (a.body.find("\"user-0\"") == std::string::npos || a.of_body > 2)
+                return std::nullopt;
+            return threaded_dispatcher::failure{error::http_status,
+                                                {.status = 503, .retry_after = 400ms}};
+        });
     std::vector<std::uint64_t> order;
     std::mutex mu;
     processor_hooks hooks;
@@ -542,7 +545,8 @@ TEST_CASE("a batch waiting for its retry does not block the batches behind it",
     auto cfg = small_config();
     batch_event_processor p(cfg, hooks);
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 100; ++i) p.process(test::make_impression(b, i));
+    for (int i = 0; i < 100; ++i)
+        p.process(test::make_impression(b, i));
     auto r = p.async_close(10s, asio::use_future).get();
     CHECK(r.delivered == 100);
     std::lock_guard lk(mu);
@@ -551,12 +555,10 @@ TEST_CASE("a batch waiting for its retry does not block the batches behind it",
 }
 
 TEST_CASE("retries give up with the reason of the last failure", "[unit][retry]") {
-    auto d = std::make_shared<scripted_dispatcher>([](const std::string&, int) {
-        std::optional<dispatch_result> r;
-        r.emplace();
-        r->status = 500;
-        return r;
-    });
+    auto d = std::make_shared<threaded_dispatcher>(
+        [](const threaded_dispatcher::attempt&) -> std::optional<threaded_dispatcher::failure> {
+            return threaded_dispatcher::failure{error::http_status, {.status = 500}};
+        });
     auto cfg = small_config();
     cfg.retry.max_attempts = 3;
     cfg.retry.base_backoff = 1ms;
@@ -567,7 +569,8 @@ TEST_CASE("retries give up with the reason of the last failure", "[unit][retry]"
     hooks.on_batch_result = [&](const batch_result& r) { last_attempts = r.attempts; };
     batch_event_processor p(cfg, hooks);
     event_builder b(test::make_context(cfg.endpoint));
-    for (int i = 0; i < 10; ++i) p.process(test::make_impression(b, i));
+    for (int i = 0; i < 10; ++i)
+        p.process(test::make_impression(b, i));
     auto r = p.async_close(10s, asio::use_future).get();
     CHECK(r.delivered == 0);
     CHECK(r.dropped[std::size_t(drop_reason::server_error)] == 10);
