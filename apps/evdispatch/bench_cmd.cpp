@@ -49,7 +49,9 @@ const char* bench_help =
     "                          localhost are made for the run; verification stays on)\n"
     "  --collector-fault F     fault of the embedded collector: close-after-response,\n"
     "                          max-requests=N, 5xx-burst, 429-burst, reset-burst,\n"
-    "                          stall-burst, drop-responses-burst (bursts last the first second)\n"
+    "                          stall-burst, drop-responses-burst (bursts last the first second),\n"
+    "                          down-after=N:T (an outage: after the N-th request, connections\n"
+    "                          are refused for T), refuse-for=T (refused for T from the start)\n"
     "  --url URL               send to a receiver you run instead of the embedded collector\n"
     "                          (http:// or https://; checked before anything starts)\n"
     "  --ca-file FILE          extra CA bundle for an https --url (the system store is trusted\n"
@@ -162,6 +164,27 @@ bool apply_fault(collector& col, const std::string& name) {
         n.parse({"--collector-fault", name.substr(13)});
         f.max_requests_per_connection =
             static_cast<unsigned>(n.u64("collector-fault", 1, 1, 1'000'000));
+    } else if (name.rfind("down-after=", 0) == 0) {
+        // down-after=N:T: after the N-th request, down (refusing) for T, then back.
+        const auto spec = name.substr(11);
+        const auto colon = spec.find(':');
+        if (colon == std::string::npos)
+            throw usage_error("--collector-fault down-after=N:T needs both N and T (e.g. "
+                              "down-after=200:30s)");
+        option_parser n({"collector-fault"}, {});
+        n.parse({"--collector-fault", spec.substr(0, colon)});
+        f.down_after = n.u64("collector-fault", 1, 1, 1'000'000'000);
+        option_parser t({"collector-fault"}, {});
+        t.parse({"--collector-fault", spec.substr(colon + 1)});
+        f.down_for = t.ms("collector-fault", std::chrono::milliseconds(0), "s");
+        if (f.down_for.count() <= 0)
+            throw usage_error("--collector-fault down-after=N:T: T must be at least 1ms");
+    } else if (name.rfind("refuse-for=", 0) == 0) {
+        option_parser t({"collector-fault"}, {});
+        t.parse({"--collector-fault", name.substr(11)});
+        f.refuse_for = t.ms("collector-fault", std::chrono::milliseconds(0), "s");
+        if (f.refuse_for.count() <= 0)
+            throw usage_error("--collector-fault refuse-for=T: T must be at least 1ms");
     } else if (name == "5xx-burst") {
         f.retry_after_status = 503;
     } else if (name == "429-burst") {

@@ -40,6 +40,8 @@ json::object to_json(const run_result& r) {
     o["probes"] = r.probes;
     o["outage_ms"] = r.outage_ms;
     o["held_peak_events"] = r.held_peak_events;
+    o["outage_connection_attempts"] = r.outage_connection_attempts;
+    o["drain_after_outage_ms"] = r.drain_after_outage_ms;
     o["dispatcher_cpu_ns_per_event"] = r.dispatcher_cpu_ns_per_event;
     o["peak_rss_mb"] = r.peak_rss_mb;
     o["accounting_balanced"] = r.balanced;
@@ -121,6 +123,10 @@ void print_table(const run_result& r, const run_result* base) {
             [&](const run_result& x) { return u(x.outages) + " (" + u(x.outage_ms) + ")"; });
         row("probes / held peak events",
             [&](const run_result& x) { return u(x.probes) + " / " + u(x.held_peak_events); });
+        row("connections during outages",
+            [&](const run_result& x) { return u(x.outage_connection_attempts); });
+        row("drain after outage ms",
+            [&](const run_result& x) { return u(x.drain_after_outage_ms); });
     }
     row("dispatcher CPU ns/event",
         [&](const run_result& x) { return f(x.dispatcher_cpu_ns_per_event, 0); });

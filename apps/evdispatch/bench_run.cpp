@@ -35,6 +35,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <stop_token>
 #include <thread>
@@ -258,8 +259,10 @@ processor_hooks make_hooks(delivery_record& rec, bool progress) {
     return hooks;
 }
 
-// Samples the processor's metrics every 50 ms on its own thread, for the peak of held events,
-// and with `print` writes a progress line a second. stop() ends it before the processor goes.
+// Samples the processor's metrics every 50 ms on its own thread, for the outage figures (peak
+// of held events, connection attempts while an endpoint was not up, time from its coming back
+// to its held batches all gone; all to within a sample), and with `print` writes a progress
+// line a second. stop() ends it before the processor goes.
 class progress_sampler {
 public:
     progress_sampler(const batch_event_processor& proc, const std::atomic<std::uint64_t>& submitted,
@@ -267,11 +270,26 @@ public:
         : tty_(print && isatty(STDERR_FILENO))
         , thread_("ev-progress", [this, &proc, &submitted, start, print](std::stop_token st) {
             auto next = start + 1s;
+            metrics_snapshot prev = proc.metrics();
+            std::optional<clock::time_point> back_up;  // the endpoint came back, held not drained
             while (!st.stop_requested()) {
                 std::this_thread::sleep_for(50ms);
                 const auto m = proc.metrics();
                 if (m.held_events > held_peak_.load(std::memory_order_relaxed))
                     held_peak_.store(m.held_events, std::memory_order_relaxed);
+                if (prev.state != endpoint_state::up || m.state != endpoint_state::up)
+                    outage_attempts_ += m.connections_opened - prev.connections_opened;
+                if (prev.state != endpoint_state::up && m.state == endpoint_state::up)
+                    back_up = clock::now();
+                if (back_up && m.held_events == 0 && m.retry_wait_events == 0) {
+                    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        clock::now() - *back_up);
+                    const auto v = static_cast<std::uint64_t>(ms.count());
+                    if (v > drain_ms_.load())
+                        drain_ms_.store(v);
+                    back_up.reset();
+                }
+                prev = m;
                 if (!print || clock::now() < next)
                     continue;
                 next += 1s;
@@ -288,9 +306,14 @@ public:
     }
 
     std::uint64_t held_peak() const { return held_peak_.load(); }
+    /// Read after stop().
+    std::uint64_t outage_attempts() const { return outage_attempts_; }
+    std::uint64_t drain_after_outage_ms() const { return drain_ms_.load(); }
 
 private:
     std::atomic<std::uint64_t> held_peak_{0};
+    std::atomic<std::uint64_t> drain_ms_{0};
+    std::uint64_t outage_attempts_ = 0;  // sampler thread, then read after stop()
     const bool tty_;
     guarded_thread thread_;  // last: starts once the members it reads exist
 };
@@ -434,6 +457,8 @@ run_result run_processor(const bench_options& o, const std::string& url, collect
     r.probes = m.probes;
     r.outage_ms = m.outage_ms;
     r.held_peak_events = progress.held_peak();
+    r.outage_connection_attempts = progress.outage_attempts();
+    r.drain_after_outage_ms = progress.drain_after_outage_ms();
     r.dispatcher_cpu_ns_per_event =
         m.delivered ? static_cast<double>(cpu) / static_cast<double>(m.delivered) : 0;
     r.peak_rss_mb = peak_rss_mb();

@@ -47,6 +47,8 @@ struct run_result {
     double mean_batch_events = 0;
     std::uint64_t connections_opened = 0;
     std::uint64_t outages = 0, probes = 0, outage_ms = 0, held_peak_events = 0;
+    std::uint64_t outage_connection_attempts = 0;  ///< While an endpoint was not up.
+    std::uint64_t drain_after_outage_ms = 0;       ///< From back up to nothing held (longest).
     double dispatcher_cpu_ns_per_event = 0;
     double peak_rss_mb = 0;
     std::uint64_t collector_events = 0;

@@ -506,6 +506,12 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
             const auto& body = res.body();
             if (!body.empty())
                 result.message += ": " + body.substr(0, std::min<std::size_t>(body.size(), 200));
+            // One line for logs and hooks: the body's line breaks and control bytes become
+            // spaces, trailing ones go.
+            for (auto& c : result.message)
+                if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+            while (!result.message.empty() && result.message.back() == ' ')
+                result.message.pop_back();
         }
         conn->buffer.consume(conn->buffer.size());
         release(res.keep_alive());
