@@ -77,8 +77,10 @@ struct health_config {
     /// Wait before the first probe of an outage; doubles after each failed probe, with
     /// jitter (each wait is between half and all of the step). Default 250 ms. Must be >= 1 ms.
     std::chrono::milliseconds probe_initial{250};
-    /// Longest wait between two probes. Default 30 s. Must be >= probe_initial.
-    std::chrono::milliseconds probe_max{30'000};
+    /// Longest wait between two probes. Default 5 s. Must be >= probe_initial. It bounds how
+    /// long an endpoint that is back stays unused (its held batches, and the room they fill,
+    /// wait for the next probe); a probe costs one request.
+    std::chrono::milliseconds probe_max{5'000};
     /// A batch not delivered this long after it was closed is dropped (reason `expired`),
     /// whatever its stage. Default 24 h. 0 means no limit.
     std::chrono::milliseconds max_age{24 * 3600 * 1000};
