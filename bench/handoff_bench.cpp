@@ -46,8 +46,8 @@
 // sleeps on the condition variable and takes the whole deque under one lock; process() is
 // drained by its strand on the processor's own io_context thread.
 
-#include "support/workload.hpp"
 #include "core/mpsc_ring.hpp"
+#include "support/workload.hpp"
 
 #include <evdispatch/event_dispatcher.hpp>
 #include <evdispatch/processor.hpp>

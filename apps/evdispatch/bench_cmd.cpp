@@ -169,8 +169,9 @@ bool apply_fault(collector& col, const std::string& name) {
         const auto spec = name.substr(11);
         const auto colon = spec.find(':');
         if (colon == std::string::npos)
-            throw usage_error("--collector-fault down-after=N:T needs both N and T (e.g. "
-                              "down-after=200:30s)");
+            throw usage_error(
+                "--collector-fault down-after=N:T needs both N and T (e.g. "
+                "down-after=200:30s)");
         option_parser n({"collector-fault"}, {});
         n.parse({"--collector-fault", spec.substr(0, colon)});
         f.down_after = n.u64("collector-fault", 1, 1, 1'000'000'000);

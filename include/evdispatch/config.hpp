@@ -106,10 +106,10 @@ struct processor_config {
     std::string endpoint = "https://logx.optimizely.com/v1/events";
     /// Capacity of the lock-free hand-off ring, in events. Default 10,000. Must be >= 2.
     std::size_t queue_capacity = 10'000;
-    batch_config batch;   ///< Batching rules.
-    http_config http;     ///< HTTP transport.
-    tls_config tls;       ///< TLS verification.
-    retry_config retry;   ///< Retries with backoff.
+    batch_config batch;    ///< Batching rules.
+    http_config http;      ///< HTTP transport.
+    tls_config tls;        ///< TLS verification.
+    retry_config retry;    ///< Retries with backoff.
     health_config health;  ///< Outage detection, holding and probing.
     /// Bytes of closed batches waiting to be sent: queued for a free connection, waiting to
     /// retry, or held while their endpoint is down. While they leave no room for one more full

@@ -15,13 +15,14 @@ namespace evdispatch {
 /// Everything that must be equal for two events to share one batch (one POST).
 /// Built once per datafile revision and shared by pointer between the events built from it.
 struct event_context {
-    std::string account_id;       ///< Datafile accountId.
-    std::string project_id;       ///< Datafile projectId.
-    std::string revision;         ///< Datafile revision.
+    std::string account_id;                      ///< Datafile accountId.
+    std::string project_id;                      ///< Datafile projectId.
+    std::string revision;                        ///< Datafile revision.
     std::string client_name = "evdispatch-cpp";  ///< Sent as client_name.
-    std::string client_version{version()};  ///< Sent as client_version (default: the library version).
-    bool anonymize_ip = false;    ///< Datafile anonymizeIP.
-    std::string endpoint;         ///< Full URL the batch is POSTed to.
+    std::string client_version{
+        version()};             ///< Sent as client_version (default: the library version).
+    bool anonymize_ip = false;  ///< Datafile anonymizeIP.
+    std::string endpoint;       ///< Full URL the batch is POSTed to.
 
     friend bool operator==(const event_context&, const event_context&) = default;
 };

@@ -10,19 +10,19 @@
 
 #include <chrono>
 #include <cstddef>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace evdispatch {
 
 /// What happened to one delivery attempt of a batch.
 struct dispatch_result {
-    unsigned status = 0;       ///< HTTP status, 0 when no response was received.
-    std::string message;       ///< Human-readable detail (e.g. the server's reason or error text).
-    std::size_t bytes_sent = 0;  ///< Request bytes written (0 if nothing was sent).
+    unsigned status = 0;  ///< HTTP status, 0 when no response was received.
+    std::string message;  ///< Human-readable detail (e.g. the server's reason or error text).
+    std::size_t bytes_sent = 0;      ///< Request bytes written (0 if nothing was sent).
     bool connection_opened = false;  ///< A new connection was opened for this attempt.
-    bool bytes_on_wire = false;  ///< Some part of the request reached the server.
+    bool bytes_on_wire = false;      ///< Some part of the request reached the server.
     /// The server's Retry-After converted to a wait (HTTP dispatcher), if it sent one.
     std::optional<std::chrono::milliseconds> retry_after;
 };
@@ -43,8 +43,9 @@ public:
     /// Starts sending `ev`. The handler must be invoked exactly once, from any thread,
     /// at any time (also from inside this call); evdispatch moves the result onto its strand.
     /// `ev` stays alive until the handler runs.
-    virtual void async_dispatch(std::shared_ptr<const log_event> ev,
-                                boost::asio::any_completion_handler<dispatch_signature> handler) = 0;
+    virtual void async_dispatch(
+        std::shared_ptr<const log_event> ev,
+        boost::asio::any_completion_handler<dispatch_signature> handler) = 0;
 
     /// How many dispatches may be outstanding at once (default 1).
     virtual std::size_t max_in_flight() const noexcept { return 1; }

@@ -40,16 +40,14 @@ public:
     /// `resolver` resolves host names; null (the default): a system_host_resolver.
     /// Throws boost::system::system_error (error::invalid_url / invalid_config) with a
     /// message naming the problem.
-    http_event_dispatcher(boost::asio::any_io_executor ex, std::string url,
-                          http_config http = {}, tls_config tls = {},
-                          std::shared_ptr<host_resolver> resolver = nullptr);
+    http_event_dispatcher(boost::asio::any_io_executor ex, std::string url, http_config http = {},
+                          tls_config tls = {}, std::shared_ptr<host_resolver> resolver = nullptr);
     ~http_event_dispatcher() override;
 
     void async_dispatch(std::shared_ptr<const log_event> ev,
                         boost::asio::any_completion_handler<dispatch_signature> handler) override;
     std::size_t max_in_flight() const noexcept override;
     void shutdown() noexcept override;
-
 
 private:
     std::shared_ptr<detail::http_pool> pool_;

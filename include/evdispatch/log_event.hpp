@@ -16,13 +16,13 @@ namespace evdispatch {
 /// One event-batch request: the contract of Optimizely's custom event dispatchers
 /// (`dispatchEvent(httpVerb, url, params)`), with the body already serialised.
 struct log_event {
-    std::string url;          ///< Endpoint URL (from the batch context).
+    std::string url;                 ///< Endpoint URL (from the batch context).
     std::string http_verb = "POST";  ///< Always "POST" for event batches.
     std::vector<std::pair<std::string, std::string>> headers{
         {"Content-Type", "application/json"}};  ///< Request headers.
-    std::string body;         ///< The event batch JSON (Optimizely v1 envelope).
-    std::size_t event_count = 0;  ///< Number of visitors (events) in the body.
-    context_ptr context;      ///< The batch context shared by all its events.
+    std::string body;                           ///< The event batch JSON (Optimizely v1 envelope).
+    std::size_t event_count = 0;                ///< Number of visitors (events) in the body.
+    context_ptr context;                        ///< The batch context shared by all its events.
 };
 
 }  // namespace evdispatch

@@ -21,9 +21,12 @@ enum class endpoint_state : std::uint8_t {
 /// "up", "probing" or "down".
 constexpr std::string_view to_string(endpoint_state s) noexcept {
     switch (s) {
-        case endpoint_state::up: return "up";
-        case endpoint_state::probing: return "probing";
-        case endpoint_state::down: return "down";
+        case endpoint_state::up:
+            return "up";
+        case endpoint_state::probing:
+            return "probing";
+        case endpoint_state::down:
+            return "down";
     }
     return {};
 }
@@ -35,22 +38,22 @@ constexpr std::string_view to_string(endpoint_state s) noexcept {
 /// `submitted() == accepted + dropped[queue_full] + dropped[closed]`.
 /// After async_close completes, `pending == 0`.
 struct metrics_snapshot {
-    std::uint64_t accepted = 0;    ///< Events process() accepted.
-    std::uint64_t delivered = 0;   ///< Events in batches the endpoint acknowledged (2xx).
+    std::uint64_t accepted = 0;   ///< Events process() accepted.
+    std::uint64_t delivered = 0;  ///< Events in batches the endpoint acknowledged (2xx).
     /// Events not delivered, by reason (index: drop_reason). queue_full and closed count
     /// events process() refused; the others count accepted events given up later.
     std::array<std::uint64_t, drop_reason_count> dropped{};
-    std::uint64_t pending = 0;     ///< Accepted, not yet delivered nor dropped.
+    std::uint64_t pending = 0;  ///< Accepted, not yet delivered nor dropped.
 
-    std::uint64_t queue_depth = 0;      ///< Events in the hand-off ring.
+    std::uint64_t queue_depth = 0;        ///< Events in the hand-off ring.
     std::uint64_t open_batch_events = 0;  ///< Events in batches still being filled.
-    std::uint64_t backlog_events = 0;   ///< Events in closed batches waiting for a connection.
-    std::uint64_t backlog_bytes = 0;    ///< Bytes of those batches.
-    std::uint64_t in_flight_events = 0;  ///< Events in batches being sent.
-    std::uint64_t in_flight = 0;        ///< Requests being sent.
+    std::uint64_t backlog_events = 0;     ///< Events in closed batches waiting for a connection.
+    std::uint64_t backlog_bytes = 0;      ///< Bytes of those batches.
+    std::uint64_t in_flight_events = 0;   ///< Events in batches being sent.
+    std::uint64_t in_flight = 0;          ///< Requests being sent.
     std::uint64_t retry_wait_events = 0;  ///< Events in batches waiting to be retried.
-    std::uint64_t held_events = 0;  ///< Events in batches held while their endpoint is down.
-    std::uint64_t held_bytes = 0;   ///< Bytes of those batches.
+    std::uint64_t held_events = 0;        ///< Events in batches held while their endpoint is down.
+    std::uint64_t held_bytes = 0;         ///< Bytes of those batches.
 
     /// The worst endpoint state (down, then probing, then up) over the endpoints in use.
     endpoint_state state = endpoint_state::up;
@@ -59,12 +62,12 @@ struct metrics_snapshot {
     std::uint64_t outage_ms = 0;       ///< Time endpoints spent down (current outages included).
     std::uint64_t probes = 0;          ///< Probe requests sent during outages.
 
-    std::uint64_t batches_sent = 0;     ///< Batches closed and handed to the dispatcher.
-    std::uint64_t batches_delivered = 0;  ///< Batches acknowledged.
-    std::uint64_t batches_failed = 0;   ///< Batches given up.
-    std::uint64_t requests = 0;         ///< Delivery attempts (requests started).
-    std::uint64_t retries = 0;          ///< Attempts scheduled after a failed one.
-    std::uint64_t bytes_sent = 0;       ///< Request body bytes of delivered batches.
+    std::uint64_t batches_sent = 0;        ///< Batches closed and handed to the dispatcher.
+    std::uint64_t batches_delivered = 0;   ///< Batches acknowledged.
+    std::uint64_t batches_failed = 0;      ///< Batches given up.
+    std::uint64_t requests = 0;            ///< Delivery attempts (requests started).
+    std::uint64_t retries = 0;             ///< Attempts scheduled after a failed one.
+    std::uint64_t bytes_sent = 0;          ///< Request body bytes of delivered batches.
     std::uint64_t connections_opened = 0;  ///< Connections the dispatcher opened.
 
     /// Count for one reason.
@@ -74,7 +77,8 @@ struct metrics_snapshot {
     /// All drops, including the events process() refused.
     std::uint64_t dropped_total() const noexcept {
         std::uint64_t n = 0;
-        for (auto v : dropped) n += v;
+        for (auto v : dropped)
+            n += v;
         return n;
     }
     /// Drops of events that had been accepted.

@@ -37,15 +37,15 @@ enum class process_result {
 
 /// The outcome of one batch, reported to processor_hooks::on_batch_result.
 struct batch_result {
-    std::uint64_t batch_id = 0;      ///< Increasing in the order batches were closed.
-    std::size_t events = 0;          ///< Events in the batch.
-    std::size_t bytes = 0;           ///< Body size.
-    bool delivered = false;          ///< Acknowledged with 2xx.
+    std::uint64_t batch_id = 0;  ///< Increasing in the order batches were closed.
+    std::size_t events = 0;      ///< Events in the batch.
+    std::size_t bytes = 0;       ///< Body size.
+    bool delivered = false;      ///< Acknowledged with 2xx.
     drop_reason reason = drop_reason::dispatcher_failed;  ///< Why not, when !delivered.
-    boost::system::error_code ec;    ///< Error of the last attempt, when !delivered.
-    unsigned status = 0;             ///< HTTP status of the last attempt (0: none).
-    unsigned attempts = 0;           ///< Requests made for this batch.
-    std::string_view message;        ///< Detail of the last attempt.
+    boost::system::error_code ec;  ///< Error of the last attempt, when !delivered.
+    unsigned status = 0;           ///< HTTP status of the last attempt (0: none).
+    unsigned attempts = 0;         ///< Requests made for this batch.
+    std::string_view message;      ///< Detail of the last attempt.
     /// Build time of each event (valid during the callback), for latency measurements.
     std::span<const std::chrono::steady_clock::time_point> created;
     std::chrono::steady_clock::time_point finished{};  ///< When the result arrived.
@@ -53,21 +53,21 @@ struct batch_result {
 
 /// What async_close reports.
 struct close_report {
-    std::uint64_t delivered = 0;     ///< Events delivered over the processor's life.
+    std::uint64_t delivered = 0;      ///< Events delivered over the processor's life.
     std::uint64_t not_delivered = 0;  ///< Accepted events dropped over the processor's life.
     /// Drops by reason over the processor's life (index: drop_reason), including refusals.
     std::array<std::uint64_t, drop_reason_count> dropped{};
-    bool deadline_passed = false;    ///< Whether the deadline cut delivery short.
-    metrics_snapshot metrics;        ///< Final counters (pending == 0).
+    bool deadline_passed = false;  ///< Whether the deadline cut delivery short.
+    metrics_snapshot metrics;      ///< Final counters (pending == 0).
 };
 
 /// A change of an endpoint's health, reported to processor_hooks::on_endpoint_state.
 struct endpoint_change {
-    std::string_view url;       ///< The endpoint.
-    endpoint_state from;        ///< State before.
-    endpoint_state to;          ///< State now.
-    unsigned failures = 0;      ///< Consecutive endpoint-level failures so far.
-    std::string_view message;   ///< The failure that caused the change (empty when up).
+    std::string_view url;      ///< The endpoint.
+    endpoint_state from;       ///< State before.
+    endpoint_state to;         ///< State now.
+    unsigned failures = 0;     ///< Consecutive endpoint-level failures so far.
+    std::string_view message;  ///< The failure that caused the change (empty when up).
     /// When `to` is up: how long the outage lasted.
     std::chrono::milliseconds outage{0};
     /// When `to` is down: the wait until the next probe.
@@ -180,9 +180,8 @@ public:
     }
 
 private:
-    static void start_flush(
-        std::shared_ptr<detail::processor_state> st,
-        boost::asio::any_completion_handler<void(boost::system::error_code)> h);
+    static void start_flush(std::shared_ptr<detail::processor_state> st,
+                            boost::asio::any_completion_handler<void(boost::system::error_code)> h);
     static void start_close(
         std::shared_ptr<detail::processor_state> st, std::chrono::steady_clock::duration deadline,
         boost::asio::any_completion_handler<void(boost::system::error_code, close_report)> h);

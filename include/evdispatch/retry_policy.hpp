@@ -26,7 +26,7 @@ struct attempt_outcome {
 struct retry_decision {
     enum class action { done, retry, give_up };
     action what = action::done;
-    std::chrono::milliseconds delay{0};  ///< Wait before the retry (action::retry).
+    std::chrono::milliseconds delay{0};              ///< Wait before the retry (action::retry).
     drop_reason reason = drop_reason::server_error;  ///< Why the batch is given up.
 };
 

@@ -34,14 +34,18 @@ log_event make_log_event(closed_batch& b) {
     return le;
 }
 
-batcher::batcher(const batch_config& cfg) : cfg_(cfg) { check_config(cfg); }
+batcher::batcher(const batch_config& cfg) : cfg_(cfg) {
+    check_config(cfg);
+}
 
 batcher::open_batch* batcher::find(const context_ptr& ctx) noexcept {
     // Events built from the same datafile share the context pointer: compare pointers first.
     for (auto& o : open_)
-        if (o.b.context == ctx) return &o;
+        if (o.b.context == ctx)
+            return &o;
     for (auto& o : open_)
-        if (*o.b.context == *ctx) return &o;
+        if (*o.b.context == *ctx)
+            return &o;
     return nullptr;
 }
 
@@ -49,10 +53,13 @@ batcher::open_batch* batcher::find(const context_ptr& ctx) noexcept {
 // contexts: one per datafile revision and endpoint); a new batch only copies it.
 const std::string& batcher::envelope_prefix(const context_ptr& ctx) {
     for (auto& e : envelopes_)
-        if (e.context == ctx) return e.prefix;
+        if (e.context == ctx)
+            return e.prefix;
     for (auto& e : envelopes_)
-        if (*e.context == *ctx) return e.prefix;
-    if (envelopes_.size() >= max_envelopes) envelopes_.erase(envelopes_.begin());  // oldest
+        if (*e.context == *ctx)
+            return e.prefix;
+    if (envelopes_.size() >= max_envelopes)
+        envelopes_.erase(envelopes_.begin());  // oldest
     envelope e{ctx, {}};
     write_envelope_prefix(e.prefix, *ctx);
     envelopes_.push_back(std::move(e));
@@ -90,7 +97,8 @@ add_result batcher::add(const user_event& ev, clock::time_point now,
     o->b.created.push_back(ev.created);
     ++o->b.events;
     ++open_events_;
-    if (o->b.events >= cfg_.batch_size) close(static_cast<std::size_t>(o - open_.data()), out);
+    if (o->b.events >= cfg_.batch_size)
+        close(static_cast<std::size_t>(o - open_.data()), out);
     return add_result::added;
 }
 
@@ -101,7 +109,8 @@ void batcher::close(std::size_t index, std::vector<closed_batch>& out) {
     open_events_ -= o.b.events;
     out.push_back(std::move(o.b));
     // Order of open batches does not matter: swap-remove.
-    if (index + 1 != open_.size()) open_[index] = std::move(open_.back());
+    if (index + 1 != open_.size())
+        open_[index] = std::move(open_.back());
     open_.pop_back();
 }
 
@@ -110,10 +119,13 @@ void batcher::tick(clock::time_point now, std::vector<closed_batch>& out) {
     for (;;) {
         std::size_t oldest = open_.size();
         for (std::size_t i = 0; i < open_.size(); ++i) {
-            if (now - open_[i].b.opened < cfg_.flush_interval) continue;
-            if (oldest == open_.size() || open_[i].b.opened < open_[oldest].b.opened) oldest = i;
+            if (now - open_[i].b.opened < cfg_.flush_interval)
+                continue;
+            if (oldest == open_.size() || open_[i].b.opened < open_[oldest].b.opened)
+                oldest = i;
         }
-        if (oldest == open_.size()) return;
+        if (oldest == open_.size())
+            return;
         close(oldest, out);
     }
 }
@@ -122,7 +134,8 @@ void batcher::flush(std::vector<closed_batch>& out) {
     while (!open_.empty()) {
         std::size_t oldest = 0;
         for (std::size_t i = 1; i < open_.size(); ++i)
-            if (open_[i].b.opened < open_[oldest].b.opened) oldest = i;
+            if (open_[i].b.opened < open_[oldest].b.opened)
+                oldest = i;
         close(oldest, out);
     }
 }
@@ -131,7 +144,8 @@ std::optional<clock::time_point> batcher::next_deadline() const noexcept {
     std::optional<clock::time_point> d;
     for (const auto& o : open_) {
         const auto due = o.b.opened + cfg_.flush_interval;
-        if (!d || due < *d) d = due;
+        if (!d || due < *d)
+            d = due;
     }
     return d;
 }

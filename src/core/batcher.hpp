@@ -20,11 +20,11 @@ using clock = std::chrono::steady_clock;
 
 /// A batch ready to send: the complete event-batch body and what is needed for accounting.
 struct closed_batch {
-    std::uint64_t id = 0;      ///< Sequence number, increasing in closing order.
-    context_ptr context;       ///< Shared by all its events.
-    std::string body;          ///< The event batch JSON.
-    std::size_t events = 0;    ///< Visitors in the body.
-    clock::time_point opened{};  ///< When its first event was added.
+    std::uint64_t id = 0;                    ///< Sequence number, increasing in closing order.
+    context_ptr context;                     ///< Shared by all its events.
+    std::string body;                        ///< The event batch JSON.
+    std::size_t events = 0;                  ///< Visitors in the body.
+    clock::time_point opened{};              ///< When its first event was added.
     std::vector<clock::time_point> created;  ///< Each event's build time (for latency).
 };
 

@@ -10,18 +10,20 @@ namespace evdispatch::detail {
 
 namespace {
 
-[[noreturn]] void bad(const std::string& field, const std::string& rule,
-                      const std::string& value) {
+[[noreturn]] void bad(const std::string& field, const std::string& rule, const std::string& value) {
     throw boost::system::system_error(make_error_code(error::invalid_config),
                                       field + " " + rule + " (it is " + value + ")");
 }
 
-std::string ms(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
+std::string ms(std::chrono::milliseconds d) {
+    return std::to_string(d.count()) + " ms";
+}
 
 }  // namespace
 
 void check_config(const batch_config& c) {
-    if (c.batch_size == 0) bad("batch.batch_size", "must be at least 1", "0");
+    if (c.batch_size == 0)
+        bad("batch.batch_size", "must be at least 1", "0");
     if (c.flush_interval.count() <= 0)
         bad("batch.flush_interval", "must be at least 1 ms", ms(c.flush_interval));
     if (c.max_batch_bytes < 1024)
@@ -29,7 +31,8 @@ void check_config(const batch_config& c) {
 }
 
 void check_config(const retry_config& c) {
-    if (c.max_attempts == 0) bad("retry.max_attempts", "must be at least 1", "0");
+    if (c.max_attempts == 0)
+        bad("retry.max_attempts", "must be at least 1", "0");
     if (c.base_backoff.count() < 0)
         bad("retry.base_backoff", "must be >= 0", ms(c.base_backoff));
     if (c.max_backoff < c.base_backoff)
@@ -42,7 +45,8 @@ void check_config(const retry_config& c) {
 }
 
 void check_config(const http_config& c) {
-    if (c.max_connections == 0) bad("http.max_connections", "must be at least 1", "0");
+    if (c.max_connections == 0)
+        bad("http.max_connections", "must be at least 1", "0");
     if (c.connect_timeout.count() <= 0)
         bad("http.connect_timeout", "must be at least 1 ms", ms(c.connect_timeout));
     if (c.request_timeout.count() <= 0)
@@ -50,17 +54,20 @@ void check_config(const http_config& c) {
     if (c.max_response_bytes < 256)
         bad("http.max_response_bytes", "must be at least 256",
             std::to_string(c.max_response_bytes));
-    if (c.idle_timeout.count() < 0) bad("http.idle_timeout", "must be >= 0", ms(c.idle_timeout));
-    if (c.dns_ttl.count() < 0) bad("http.dns_ttl", "must be >= 0", ms(c.dns_ttl));
+    if (c.idle_timeout.count() < 0)
+        bad("http.idle_timeout", "must be >= 0", ms(c.idle_timeout));
+    if (c.dns_ttl.count() < 0)
+        bad("http.dns_ttl", "must be >= 0", ms(c.dns_ttl));
 }
 
 void check_config(const health_config& c) {
     if (c.probe_initial.count() <= 0)
         bad("health.probe_initial", "must be at least 1 ms", ms(c.probe_initial));
     if (c.probe_max < c.probe_initial)
-        bad("health.probe_max", "must be at least health.probe_initial (" + ms(c.probe_initial) + ")",
-            ms(c.probe_max));
-    if (c.max_age.count() < 0) bad("health.max_age", "must be >= 0", ms(c.max_age));
+        bad("health.probe_max",
+            "must be at least health.probe_initial (" + ms(c.probe_initial) + ")", ms(c.probe_max));
+    if (c.max_age.count() < 0)
+        bad("health.max_age", "must be >= 0", ms(c.max_age));
 }
 
 void check_config(const processor_config& c, bool custom_dispatcher) {
@@ -74,10 +81,12 @@ void check_config(const processor_config& c, bool custom_dispatcher) {
             "must be at least batch.max_batch_bytes (" + std::to_string(c.batch.max_batch_bytes) +
                 ")",
             std::to_string(c.backlog_max_bytes));
-    if (c.drain_chunk == 0) bad("drain_chunk", "must be at least 1", "0");
+    if (c.drain_chunk == 0)
+        bad("drain_chunk", "must be at least 1", "0");
     if (c.destructor_close_timeout.count() < 0)
         bad("destructor_close_timeout", "must be >= 0", ms(c.destructor_close_timeout));
-    if (!custom_dispatcher) check_config(c.http);
+    if (!custom_dispatcher)
+        check_config(c.http);
 }
 
 }  // namespace evdispatch::detail

@@ -35,11 +35,14 @@ public:
                        "handshake share http.connect_timeout)";
             case error::request_timeout:
                 return "the request to the endpoint timed out (http.request_timeout)";
-            case error::connection_lost: return "the connection was lost during the request";
+            case error::connection_lost:
+                return "the connection was lost during the request";
             case error::response_too_large:
                 return "the response exceeded http.max_response_bytes";
-            case error::bad_response: return "the response was not valid HTTP";
-            case error::http_status: return "the endpoint answered with a non-2xx status";
+            case error::bad_response:
+                return "the response was not valid HTTP";
+            case error::http_status:
+                return "the endpoint answered with a non-2xx status";
             case error::tls_handshake_failed:
                 return "the TLS handshake failed: does the endpoint speak TLS 1.2 or later?";
             case error::tls_verify_failed:
@@ -48,9 +51,12 @@ public:
             case error::close_deadline:
                 return "the close deadline passed before delivery (a longer deadline delivers "
                        "more)";
-            case error::dispatcher_failed: return "the event dispatcher reported a failure";
-            case error::unknown_event_key: return "the event key is not in the datafile";
-            case error::invalid_datafile: return "the datafile is malformed or unsupported";
+            case error::dispatcher_failed:
+                return "the event dispatcher reported a failure";
+            case error::unknown_event_key:
+                return "the event key is not in the datafile";
+            case error::invalid_datafile:
+                return "the datafile is malformed or unsupported";
             case error::invalid_input:
                 return "the input is malformed (the message names the field)";
             case error::expired:
@@ -71,22 +77,33 @@ drop_reason classify_failure(const boost::system::error_code& ec) noexcept {
     if (ec.category() == error_category()) {
         switch (static_cast<error>(ec.value())) {
             case error::resolve_failed:
-            case error::connect_failed: return drop_reason::connect_failed;
+            case error::connect_failed:
+                return drop_reason::connect_failed;
             case error::connect_timeout:
-            case error::request_timeout: return drop_reason::timeout;
+            case error::request_timeout:
+                return drop_reason::timeout;
             case error::connection_lost:
             case error::response_too_large:
-            case error::bad_response: return drop_reason::network_error;
-            case error::http_status: return drop_reason::server_error;
-            case error::tls_handshake_failed: return drop_reason::tls_failed;
-            case error::tls_verify_failed: return drop_reason::tls_verify_failed;
-            case error::close_deadline: return drop_reason::close_deadline;
-            case error::backlog_full: return drop_reason::backlog_full;
-            case error::expired: return drop_reason::expired;
-            default: return drop_reason::dispatcher_failed;
+            case error::bad_response:
+                return drop_reason::network_error;
+            case error::http_status:
+                return drop_reason::server_error;
+            case error::tls_handshake_failed:
+                return drop_reason::tls_failed;
+            case error::tls_verify_failed:
+                return drop_reason::tls_verify_failed;
+            case error::close_deadline:
+                return drop_reason::close_deadline;
+            case error::backlog_full:
+                return drop_reason::backlog_full;
+            case error::expired:
+                return drop_reason::expired;
+            default:
+                return drop_reason::dispatcher_failed;
         }
     }
-    if (ec == boost::beast::error::timeout) return drop_reason::timeout;
+    if (ec == boost::beast::error::timeout)
+        return drop_reason::timeout;
     if (ec == boost::asio::error::connection_refused || ec == boost::asio::error::host_not_found ||
         ec == boost::asio::error::host_unreachable || ec == boost::asio::error::network_unreachable)
         return drop_reason::connect_failed;

@@ -52,7 +52,8 @@ public:
     push_result try_push(T& v) noexcept {
         std::uint64_t pos = tail_.load(std::memory_order_relaxed);
         for (;;) {
-            if (pos & closed_bit) return push_result::closed;
+            if (pos & closed_bit)
+                return push_result::closed;
             slot& s = slots_[pos % capacity_];
             const std::uint64_t seq = s.seq.load(std::memory_order_acquire);
             const auto dif = static_cast<std::int64_t>(seq - pos);
@@ -70,7 +71,8 @@ public:
                 // The slot still holds the element from one lap ago: full (unless the tail
                 // moved meanwhile, then re-check with the new position).
                 const std::uint64_t now = tail_.load(std::memory_order_relaxed);
-                if (now == pos) return push_result::full;
+                if (now == pos)
+                    return push_result::full;
                 pos = now;
             } else {
                 pos = tail_.load(std::memory_order_relaxed);
@@ -83,7 +85,8 @@ public:
     bool try_pop(T& out) noexcept {
         slot& s = slots_[head_ % capacity_];
         const std::uint64_t seq = s.seq.load(std::memory_order_acquire);
-        if (seq != head_ + 1) return false;
+        if (seq != head_ + 1)
+            return false;
         out = std::move(s.value);
         s.value = T{};
         s.seq.store(head_ + capacity_, std::memory_order_release);

@@ -32,12 +32,14 @@ bool is_success(const error_code& ec, unsigned status) noexcept {
 
 pipeline::pipeline(const pipeline_config& cfg)
     : cfg_(cfg), batcher_(cfg.batch), policy_(cfg.retry) {
-    if (cfg_.max_in_flight == 0) cfg_.max_in_flight = 1;
+    if (cfg_.max_in_flight == 0)
+        cfg_.max_in_flight = 1;
 }
 
 template <class... Parts>
 void pipeline::log(log_level level, const Parts&... parts) {
-    if (!cfg_.logging) return;  // build no string nobody reads
+    if (!cfg_.logging)
+        return;  // build no string nobody reads
     std::ostringstream s;
     (s << ... << parts);
     actions_.emplace_back(log_action{level, std::move(s).str()});
@@ -61,21 +63,24 @@ void pipeline::on_event(const user_event& ev, clock::time_point now) {
 }
 
 void pipeline::hand_on_closed(clock::time_point now) {
-    for (auto& b : closed_scratch_) enqueue(std::move(b), now);
+    for (auto& b : closed_scratch_)
+        enqueue(std::move(b), now);
     closed_scratch_.clear();
     ctr_.open_events = batcher_.open_events();
 }
 
 std::uint32_t pipeline::endpoint_index(const std::string& url) {
     for (std::size_t i = 0; i < endpoints_.size(); ++i)
-        if (endpoints_[i].url == url) return static_cast<std::uint32_t>(i);
+        if (endpoints_[i].url == url)
+            return static_cast<std::uint32_t>(i);
     endpoints_.push_back(endpoint{url});
     return static_cast<std::uint32_t>(endpoints_.size() - 1);
 }
 
 endpoint_state pipeline::state_of(std::string_view url) const noexcept {
     for (const auto& ep : endpoints_)
-        if (ep.url == url) return ep.state;
+        if (ep.url == url)
+            return ep.state;
     return endpoint_state::up;
 }
 
@@ -87,8 +92,8 @@ void pipeline::enqueue(closed_batch&& b, clock::time_point now) {
     rec.sealed = now;
     rec.endpoint = endpoint_index(rec.request->url);
     if (deadline_passed_) {
-        give_up(std::move(rec), drop_reason::close_deadline,
-                make_error_code(error::close_deadline), 0, "close deadline passed");
+        give_up(std::move(rec), drop_reason::close_deadline, make_error_code(error::close_deadline),
+                0, "close deadline passed");
         return;
     }
     const bool up = endpoints_[rec.endpoint].state == endpoint_state::up;
@@ -99,8 +104,8 @@ void pipeline::enqueue(closed_batch&& b, clock::time_point now) {
     if (ctr_.waiting_bytes() + rec.bytes() > cfg_.backlog_max_bytes) {
         log(log_level::warning, "batch of ", rec.events(),
             " events dropped: the backlog of unsent batches is full");
-        give_up(std::move(rec), drop_reason::backlog_full, make_error_code(error::backlog_full),
-                0, "backlog full");
+        give_up(std::move(rec), drop_reason::backlog_full, make_error_code(error::backlog_full), 0,
+                "backlog full");
         return;
     }
     if (!up) {
@@ -165,10 +170,12 @@ void pipeline::hold(batch_record&& rec, clock::time_point now) {
 // ---- sending -------------------------------------------------------------------------------
 
 void pipeline::pump(clock::time_point now) {
-    if (deadline_passed_) return;
+    if (deadline_passed_)
+        return;
     // Due probes first: one request per down endpoint, on its schedule.
     for (auto& ep : endpoints_) {
-        if (in_flight_.size() >= cfg_.max_in_flight) return;
+        if (in_flight_.size() >= cfg_.max_in_flight)
+            return;
         if (ep.state != endpoint_state::down || ep.held.empty() || now < ep.next_probe)
             continue;
         batch_record rec = std::move(ep.held.front());
@@ -196,9 +203,11 @@ void pipeline::pump(clock::time_point now) {
 }
 
 void pipeline::send(batch_record&& rec, clock::time_point now) {
-    if (rec.attempts == 0) rec.first_attempt = now;
+    if (rec.attempts == 0)
+        rec.first_attempt = now;
     ++rec.attempts;
-    if (!rec.probe) ++rec.counted;  // a probe is an outage attempt: it does not count
+    if (!rec.probe)
+        ++rec.counted;  // a probe is an outage attempt: it does not count
     ++ctr_.requests;
     enter(stage::in_flight, rec);
     actions_.emplace_back(send_action{rec.id, rec.attempts, rec.request});
@@ -209,7 +218,8 @@ void pipeline::send(batch_record&& rec, clock::time_point now) {
 void pipeline::on_result(std::uint64_t id, error_code ec, const dispatch_result& r,
                          clock::time_point now, double jitter) {
     last_now_ = now;
-    if (r.connection_opened) ++ctr_.connections_opened;
+    if (r.connection_opened)
+        ++ctr_.connections_opened;
     auto it = std::find_if(in_flight_.begin(), in_flight_.end(),
                            [id](const batch_record& f) { return f.id == id; });
     if (it == in_flight_.end()) {  // given up at the close deadline: the result is late
@@ -233,7 +243,8 @@ void pipeline::on_result(std::uint64_t id, error_code ec, const dispatch_result&
         after_work(now);
         return;
     }
-    if (!ec) ec = make_error_code(error::http_status);
+    if (!ec)
+        ec = make_error_code(error::http_status);
     const attempt_outcome outcome{ec, r.status, r.retry_after};
     const auto [reason, retryable] = retry_policy::classify(outcome);
     // Endpoint-level: the endpoint did not take the batch for reasons of its own (down,
@@ -242,13 +253,15 @@ void pipeline::on_result(std::uint64_t id, error_code ec, const dispatch_result&
     std::string why;
     if (endpoint_level) {
         why = ec.message();
-        if (r.status) why += " (status " + std::to_string(r.status) + ")";
-        if (!r.message.empty()) why += ": " + r.message;
+        if (r.status)
+            why += " (status " + std::to_string(r.status) + ")";
+        if (!r.message.empty())
+            why += ": " + r.message;
         ++ep.failures;
         const bool pause = r.status == 429 && r.retry_after;
-        const auto pause_for = pause ? clock::duration(std::min(*r.retry_after,
-                                                                cfg_.retry.max_retry_after))
-                                     : clock::duration{};
+        const auto pause_for =
+            pause ? clock::duration(std::min(*r.retry_after, cfg_.retry.max_retry_after))
+                  : clock::duration{};
         if (ep.state == endpoint_state::up &&
             (pause || ep.failures >= cfg_.health.failure_threshold)) {
             go_down(ep, now, pause ? pause_for : probe_wait(0, jitter), why);
@@ -259,7 +272,8 @@ void pipeline::on_result(std::uint64_t id, error_code ec, const dispatch_result&
         }
         if (ep.state != endpoint_state::up) {
             // Attempts made during an outage do not use up the batch's attempts.
-            if (!was_probe) --rec.counted;
+            if (!was_probe)
+                --rec.counted;
             hold(std::move(rec), now);
             after_work(now);
             return;
@@ -269,16 +283,16 @@ void pipeline::on_result(std::uint64_t id, error_code ec, const dispatch_result&
         // configuration's, not its availability): it is up.
         endpoint_ok(ep, now);
     }
-    const auto d = policy_.decide(
-        rec.counted, outcome,
-        duration_cast<milliseconds>(now - rec.first_attempt - rec.held_for), jitter);
+    const auto d =
+        policy_.decide(rec.counted, outcome,
+                       duration_cast<milliseconds>(now - rec.first_attempt - rec.held_for), jitter);
     if (d.what == retry_decision::action::retry && !deadline_passed_) {
         // The record keeps its request (and so every event its uuid): a receiver can recognise
         // a re-sent event. It leaves its in-flight slot while it waits.
         ++ctr_.retries;
-        log(log_level::info, "batch ", rec.id, " attempt ", rec.attempts, " failed (",
-            ec.message(), r.status ? ", status " + std::to_string(r.status) : std::string(),
-            "); retry in ", d.delay.count(), " ms");
+        log(log_level::info, "batch ", rec.id, " attempt ", rec.attempts, " failed (", ec.message(),
+            r.status ? ", status " + std::to_string(r.status) : std::string(), "); retry in ",
+            d.delay.count(), " ms");
         rec.retry_at = now + d.delay;
         enter(stage::retry_wait, rec);
         retry_wait_.push_back(std::move(rec));
@@ -299,7 +313,8 @@ void pipeline::give_up(batch_record&& rec, drop_reason reason, error_code ec, un
 
 void pipeline::report(batch_record&& rec, bool delivered, drop_reason reason, error_code ec,
                       unsigned status, std::string_view message, clock::time_point now) {
-    if (!cfg_.report_results) return;
+    if (!cfg_.report_results)
+        return;
     report_action a;
     a.result.batch_id = rec.id;
     a.result.events = rec.events();
@@ -326,13 +341,13 @@ clock::duration pipeline::probe_wait(unsigned step, double jitter) const noexcep
         std::chrono::duration<double, std::milli>(capped * (0.5 + 0.5 * jitter)));
 }
 
-void pipeline::change(endpoint& ep, endpoint_state to, std::string_view why,
-                      clock::duration outage, clock::duration next_probe) {
+void pipeline::change(endpoint& ep, endpoint_state to, std::string_view why, clock::duration outage,
+                      clock::duration next_probe) {
     const auto from = ep.state;
     ep.state = to;
     if (to == endpoint_state::down && from == endpoint_state::up)
-        log(log_level::warning, "endpoint ", ep.url, " is down after ", ep.failures,
-            " failures (", why, "); batches are held, first probe in ",
+        log(log_level::warning, "endpoint ", ep.url, " is down after ", ep.failures, " failures (",
+            why, "); batches are held, first probe in ",
             duration_cast<milliseconds>(next_probe).count(), " ms");
     else if (to == endpoint_state::up)
         log(log_level::info, "endpoint ", ep.url, " is up again after ",
@@ -352,9 +367,8 @@ void pipeline::go_down(endpoint& ep, clock::time_point now, clock::duration wait
     struct {
         std::deque<batch_record>* records;
         stage where;
-    } const stages[] = {{&queued_, stage::queued},
-                        {&retry_wait_, stage::retry_wait},
-                        {&ready_, stage::ready}};
+    } const stages[] = {
+        {&queued_, stage::queued}, {&retry_wait_, stage::retry_wait}, {&ready_, stage::ready}};
     for (const auto& s : stages) {
         for (auto it = s.records->begin(); it != s.records->end();) {
             if (it->endpoint != index) {
@@ -374,7 +388,8 @@ void pipeline::go_down(endpoint& ep, clock::time_point now, clock::duration wait
 // first (by id, with the retries), over the whole pool.
 void pipeline::endpoint_ok(endpoint& ep, clock::time_point now) {
     ep.failures = 0;
-    if (ep.state == endpoint_state::up) return;
+    if (ep.state == endpoint_state::up)
+        return;
     const auto outage = now - ep.down_since;
     outage_ms_closed_ += static_cast<std::uint64_t>(duration_cast<milliseconds>(outage).count());
     while (!ep.held.empty()) {
@@ -392,11 +407,13 @@ void pipeline::update_health_counters(clock::time_point now) {
     std::uint64_t down = 0, current_ms = 0;
     auto worst = endpoint_state::up;
     for (const auto& ep : endpoints_) {
-        if (ep.state == endpoint_state::up) continue;
+        if (ep.state == endpoint_state::up)
+            continue;
         ++down;
         current_ms +=
             static_cast<std::uint64_t>(duration_cast<milliseconds>(now - ep.down_since).count());
-        if (ep.state == endpoint_state::down || worst == endpoint_state::up) worst = ep.state;
+        if (ep.state == endpoint_state::down || worst == endpoint_state::up)
+            worst = ep.state;
     }
     ctr_.endpoints_down = down;
     ctr_.worst_state = static_cast<std::uint64_t>(worst);
@@ -406,7 +423,8 @@ void pipeline::update_health_counters(clock::time_point now) {
 // Batches not delivered within health.max_age of their closing are dropped, whatever their
 // stage but in flight (the result decides those).
 void pipeline::expire(clock::time_point now) {
-    if (cfg_.health.max_age.count() <= 0) return;
+    if (cfg_.health.max_age.count() <= 0)
+        return;
     const auto limit = now - cfg_.health.max_age;
     auto sweep = [&](std::deque<batch_record>& q, stage where) {
         for (auto it = q.begin(); it != q.end();) {
@@ -426,7 +444,8 @@ void pipeline::expire(clock::time_point now) {
     sweep(queued_, stage::queued);
     sweep(retry_wait_, stage::retry_wait);
     sweep(ready_, stage::ready);
-    for (auto& ep : endpoints_) sweep(ep.held, stage::held);
+    for (auto& ep : endpoints_)
+        sweep(ep.held, stage::held);
 }
 
 // ---- time ----------------------------------------------------------------------------------
@@ -434,7 +453,8 @@ void pipeline::expire(clock::time_point now) {
 void pipeline::on_tick(clock::time_point now) {
     last_now_ = now;
     timer_at_.reset();  // the timer fired (or is no longer needed for what is due by now)
-    if (closing_ && !deadline_passed_ && now >= close_deadline_) on_deadline(now);
+    if (closing_ && !deadline_passed_ && now >= close_deadline_)
+        on_deadline(now);
     batcher_.tick(now, closed_scratch_);
     hand_on_closed(now);
     // Due retries move to ready, by id. A retry whose endpoint went down meanwhile was
@@ -453,41 +473,53 @@ void pipeline::on_tick(clock::time_point now) {
 }
 
 void pipeline::arm_timer() {
-    if (closed_) return;
+    if (closed_)
+        return;
     std::optional<clock::time_point> next = batcher_.next_deadline();
     auto consider = [&](clock::time_point t) {
-        if (!next || t < *next) next = t;
+        if (!next || t < *next)
+            next = t;
     };
-    for (const auto& r : retry_wait_) consider(r.retry_at);
-    if (closing_ && !deadline_passed_) consider(close_deadline_);
+    for (const auto& r : retry_wait_)
+        consider(r.retry_at);
+    if (closing_ && !deadline_passed_)
+        consider(close_deadline_);
     // A due probe without a free slot waits for a result (which pumps), not for the timer.
     if (in_flight_.size() < cfg_.max_in_flight)
         for (const auto& ep : endpoints_)
-            if (ep.state == endpoint_state::down && !ep.held.empty()) consider(ep.next_probe);
+            if (ep.state == endpoint_state::down && !ep.held.empty())
+                consider(ep.next_probe);
     if (cfg_.health.max_age.count() > 0) {
         // Ids follow closing order, so the oldest batch of a stage sorted by id is its front.
         std::optional<clock::time_point> oldest;
         auto older = [&](const batch_record& r) {
-            if (!oldest || r.sealed < *oldest) oldest = r.sealed;
+            if (!oldest || r.sealed < *oldest)
+                oldest = r.sealed;
         };
-        if (!queued_.empty()) older(queued_.front());
-        if (!ready_.empty()) older(ready_.front());
-        for (const auto& r : retry_wait_) older(r);
+        if (!queued_.empty())
+            older(queued_.front());
+        if (!ready_.empty())
+            older(ready_.front());
+        for (const auto& r : retry_wait_)
+            older(r);
         for (const auto& ep : endpoints_)
-            if (!ep.held.empty()) older(ep.held.front());
-        if (oldest) consider(*oldest + cfg_.health.max_age);
+            if (!ep.held.empty())
+                older(ep.held.front());
+        if (oldest)
+            consider(*oldest + cfg_.health.max_age);
     }
-    if (!next) return;
+    if (!next)
+        return;
     // An armed timer that fires earlier is good enough: on_tick re-arms for the rest.
-    if (timer_at_ && *timer_at_ <= *next) return;
+    if (timer_at_ && *timer_at_ <= *next)
+        return;
     timer_at_ = next;
     actions_.emplace_back(arm_timer_action{*next});
 }
 
 // ---- flush and close -----------------------------------------------------------------------
 
-void pipeline::begin_flush(std::uint64_t waiter, std::uint64_t ring_target,
-                           clock::time_point now) {
+void pipeline::begin_flush(std::uint64_t waiter, std::uint64_t ring_target, clock::time_point now) {
     last_now_ = now;
     flush_waiters_.push_back({waiter, ring_target, 0});
     after_work(now);
@@ -496,7 +528,8 @@ void pipeline::begin_flush(std::uint64_t waiter, std::uint64_t ring_target,
 bool pipeline::cancel_flush(std::uint64_t waiter) {
     auto it = std::find_if(flush_waiters_.begin(), flush_waiters_.end(),
                            [waiter](const flush_waiter& w) { return w.id == waiter; });
-    if (it == flush_waiters_.end()) return false;
+    if (it == flush_waiters_.end())
+        return false;
     flush_waiters_.erase(it);
     return true;
 }
@@ -504,11 +537,13 @@ bool pipeline::cancel_flush(std::uint64_t waiter) {
 void pipeline::begin_close(std::uint64_t ring_final, clock::time_point deadline,
                            clock::time_point now) {
     last_now_ = now;
-    if (closing_) return;
+    if (closing_)
+        return;
     closing_ = true;
     ring_final_ = ring_final;
     close_deadline_ = deadline;
-    if (now >= deadline) on_deadline(now);
+    if (now >= deadline)
+        on_deadline(now);
     after_work(now);
 }
 
@@ -538,7 +573,8 @@ void pipeline::on_deadline(clock::time_point now) {
         }
         records.clear();
     };
-    for (auto& s : stages) give_up_all(*s.records, s.where, s.message);
+    for (auto& s : stages)
+        give_up_all(*s.records, s.where, s.message);
     for (auto& ep : endpoints_)
         give_up_all(ep.held, stage::held, "close deadline passed while its endpoint was down");
     ctr_.in_flight = 0;
@@ -547,12 +583,16 @@ void pipeline::on_deadline(clock::time_point now) {
 
 std::uint64_t pipeline::lowest_unsettled() const noexcept {
     std::uint64_t low = UINT64_MAX;
-    if (!queued_.empty()) low = queued_.front().id;
-    if (!ready_.empty()) low = std::min(low, ready_.front().id);
+    if (!queued_.empty())
+        low = queued_.front().id;
+    if (!ready_.empty())
+        low = std::min(low, ready_.front().id);
     for (const auto* records : {&in_flight_, &retry_wait_})
-        for (const auto& r : *records) low = std::min(low, r.id);
+        for (const auto& r : *records)
+            low = std::min(low, r.id);
     for (const auto& ep : endpoints_)
-        if (!ep.held.empty()) low = std::min(low, ep.held.front().id);
+        if (!ep.held.empty())
+            low = std::min(low, ep.held.front().id);
     return low;
 }
 
@@ -561,7 +601,8 @@ std::uint64_t pipeline::lowest_unsettled() const noexcept {
 void pipeline::progress_flushes(clock::time_point now) {
     bool close_batches = closing_ && ctr_.dequeued >= ring_final_ && batcher_.open_events() != 0;
     for (const auto& w : flush_waiters_)
-        if (w.batch_target == 0 && ctr_.dequeued >= w.ring_target) close_batches = true;
+        if (w.batch_target == 0 && ctr_.dequeued >= w.ring_target)
+            close_batches = true;
     if (close_batches) {
         batcher_.flush(closed_scratch_);
         hand_on_closed(now);
@@ -570,22 +611,27 @@ void pipeline::progress_flushes(clock::time_point now) {
     for (auto& w : flush_waiters_)
         if (w.batch_target == 0 && ctr_.dequeued >= w.ring_target)
             w.batch_target = batcher_.last_closed_id() + 1;
-    if (flush_waiters_.empty()) return;
+    if (flush_waiters_.empty())
+        return;
     const auto low = lowest_unsettled();
     const error_code ec = closing_ ? make_error_code(error::closed) : error_code{};
     std::erase_if(flush_waiters_, [&](const flush_waiter& w) {
-        if (w.batch_target == 0 || low < w.batch_target) return false;
+        if (w.batch_target == 0 || low < w.batch_target)
+            return false;
         actions_.emplace_back(complete_flush_action{w.id, ec});
         return true;
     });
 }
 
 void pipeline::check_close_done() {
-    if (!closing_ || closed_) return;
-    if (ctr_.dequeued < ring_final_ || ctr_.pending() != 0) return;
+    if (!closing_ || closed_)
+        return;
+    if (ctr_.dequeued < ring_final_ || ctr_.pending() != 0)
+        return;
     closed_ = true;
     actions_.emplace_back(complete_close_action{deadline_passed_});
-    if (!deadline_passed_) actions_.emplace_back(shutdown_dispatcher_action{});
+    if (!deadline_passed_)
+        actions_.emplace_back(shutdown_dispatcher_action{});
     // Every flush is settled too: everything is.
     for (const auto& w : flush_waiters_)
         actions_.emplace_back(complete_flush_action{w.id, make_error_code(error::closed)});

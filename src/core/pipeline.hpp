@@ -50,21 +50,21 @@ struct pipeline_counters {
     std::uint64_t dequeued = 0;  ///< Events taken from the ring (on_event calls).
     std::uint64_t delivered = 0;
     std::array<std::uint64_t, drop_reason_count> dropped{};  ///< After dequeue only.
-    std::uint64_t open_events = 0;     ///< In open batches.
-    std::uint64_t queued_events = 0;   ///< In closed batches waiting for a slot (the backlog).
+    std::uint64_t open_events = 0;                           ///< In open batches.
+    std::uint64_t queued_events = 0;  ///< In closed batches waiting for a slot (the backlog).
     std::uint64_t queued_bytes = 0;
     std::uint64_t in_flight_events = 0;
-    std::uint64_t in_flight = 0;       ///< Requests outstanding.
-    std::uint64_t retry_events = 0;    ///< Waiting for their backoff, or ready to retry.
+    std::uint64_t in_flight = 0;     ///< Requests outstanding.
+    std::uint64_t retry_events = 0;  ///< Waiting for their backoff, or ready to retry.
     std::uint64_t retry_bytes = 0;
-    std::uint64_t held_events = 0;     ///< Held while their endpoint is down.
+    std::uint64_t held_events = 0;  ///< Held while their endpoint is down.
     std::uint64_t held_bytes = 0;
     std::uint64_t worst_state = 0;     ///< endpoint_state of the worst endpoint.
     std::uint64_t endpoints_down = 0;  ///< Down or probing now.
     std::uint64_t outages = 0;
-    std::uint64_t outage_ms = 0;       ///< Current outages included (as of the last input).
+    std::uint64_t outage_ms = 0;  ///< Current outages included (as of the last input).
     std::uint64_t probes = 0;
-    std::uint64_t batches_sent = 0;    ///< Batches closed and handed on.
+    std::uint64_t batches_sent = 0;  ///< Batches closed and handed on.
     std::uint64_t batches_delivered = 0;
     std::uint64_t batches_failed = 0;
     std::uint64_t requests = 0;
@@ -77,12 +77,11 @@ struct pipeline_counters {
         return open_events + queued_events + in_flight_events + retry_events + held_events;
     }
     /// Bytes of closed batches waiting to be sent (the memory room backlog_max_bytes bounds).
-    std::uint64_t waiting_bytes() const noexcept {
-        return queued_bytes + retry_bytes + held_bytes;
-    }
+    std::uint64_t waiting_bytes() const noexcept { return queued_bytes + retry_bytes + held_bytes; }
     std::uint64_t dropped_total() const noexcept {
         std::uint64_t n = 0;
-        for (auto v : dropped) n += v;
+        for (auto v : dropped)
+            n += v;
         return n;
     }
     /// Every event taken from the ring is delivered, dropped for a reason, or pending.
@@ -100,10 +99,10 @@ struct batch_record {
     std::uint64_t id = 0;
     std::shared_ptr<const log_event> request;
     std::vector<clock::time_point> created;  ///< Each event's build time (for latency).
-    std::uint32_t endpoint = 0;  ///< Index of its endpoint in the pipeline.
-    unsigned attempts = 0;       ///< Requests made (reported).
-    unsigned counted = 0;        ///< Attempts that count against retry.max_attempts.
-    bool probe = false;          ///< The request in flight is its endpoint's probe.
+    std::uint32_t endpoint = 0;              ///< Index of its endpoint in the pipeline.
+    unsigned attempts = 0;                   ///< Requests made (reported).
+    unsigned counted = 0;                    ///< Attempts that count against retry.max_attempts.
+    bool probe = false;                      ///< The request in flight is its endpoint's probe.
     clock::time_point sealed{};  ///< When it was closed (health.max_age runs from here).
     clock::time_point first_attempt{};
     clock::duration held_for{};  ///< Time held (not counted against retry.max_retry_time).
@@ -162,10 +161,9 @@ struct log_action {
     std::string text;
 };
 
-using pipeline_action =
-    std::variant<send_action, arm_timer_action, complete_flush_action, complete_close_action,
-                 report_action, endpoint_change_action, shutdown_dispatcher_action,
-                 resume_drain_action, log_action>;
+using pipeline_action = std::variant<send_action, arm_timer_action, complete_flush_action,
+                                     complete_close_action, report_action, endpoint_change_action,
+                                     shutdown_dispatcher_action, resume_drain_action, log_action>;
 
 /// What the pipeline needs from the processor's configuration.
 struct pipeline_config {

@@ -7,8 +7,8 @@
 #include <evdispatch/processor.hpp>
 
 #include "core/config_check.hpp"
-#include "core/pipeline.hpp"
 #include "core/mpsc_ring.hpp"
+#include "core/pipeline.hpp"
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
@@ -113,8 +113,10 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     void schedule_drain() noexcept {
         // seq_cst load: pairs with the consumer's seq_cst store(false) + tail load. Either
         // the consumer sees our claimed slot, or we see false here and post.
-        if (drain_scheduled.load(std::memory_order_seq_cst)) return;
-        if (drain_scheduled.exchange(true, std::memory_order_seq_cst)) return;
+        if (drain_scheduled.load(std::memory_order_seq_cst))
+            return;
+        if (drain_scheduled.exchange(true, std::memory_order_seq_cst))
+            return;
         try {
             post_drain();
         } catch (...) {
@@ -179,7 +181,8 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     }
 
     void cancel_flush(std::uint64_t id) {
-        if (!core.cancel_flush(id)) return;  // completed already
+        if (!core.cancel_flush(id))
+            return;  // completed already
         complete_flush(id, asio::error::operation_aborted);
     }
 
@@ -267,7 +270,8 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     void arm_timer(clock::time_point at) {
         timer.expires_at(at);  // cancels an earlier wait (operation_aborted below)
         timer.async_wait([self = shared_from_this()](error_code ec) {
-            if (ec == asio::error::operation_aborted) return;
+            if (ec == asio::error::operation_aborted)
+                return;
             self->on_timer();
         });
     }
@@ -275,7 +279,8 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     void complete_flush(std::uint64_t id, error_code ec) {
         auto it = std::find_if(flush_handlers.begin(), flush_handlers.end(),
                                [id](const auto& f) { return f.first == id; });
-        if (it == flush_handlers.end()) return;
+        if (it == flush_handlers.end())
+            return;
         auto h = std::move(it->second);
         flush_handlers.erase(it);
         asio::post(executor, asio::append(std::move(h), ec));
@@ -293,12 +298,14 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         final_report = rep;
         const error_code ec =
             deadline_passed ? make_error_code(error::close_deadline) : error_code{};
-        for (auto& h : close_handlers) asio::post(executor, asio::append(std::move(h), ec, rep));
+        for (auto& h : close_handlers)
+            asio::post(executor, asio::append(std::move(h), ec, rep));
         close_handlers.clear();
     }
 
     void report(report_action& r) {
-        if (!hooks.on_batch_result) return;
+        if (!hooks.on_batch_result)
+            return;
         r.result.created = r.created;
         r.result.message = r.message;
         try {
@@ -309,7 +316,8 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     }
 
     void endpoint_changed(const endpoint_change_action& e) {
-        if (!hooks.on_endpoint_state) return;
+        if (!hooks.on_endpoint_state)
+            return;
         endpoint_change c;
         c.url = e.url;
         c.from = e.from;
@@ -326,7 +334,8 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     }
 
     void log(log_level lvl, std::string_view msg) noexcept {
-        if (!hooks.logger) return;
+        if (!hooks.logger)
+            return;
         try {
             hooks.logger(lvl, msg);
         } catch (...) {
@@ -351,7 +360,8 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         const auto s = pub_seq.load(std::memory_order_relaxed);
         pub_seq.store(s + 1, std::memory_order_relaxed);
         std::atomic_thread_fence(std::memory_order_release);
-        for (std::size_t i = 0; i < w.size(); ++i) pub[i].store(w[i], std::memory_order_relaxed);
+        for (std::size_t i = 0; i < w.size(); ++i)
+            pub[i].store(w[i], std::memory_order_relaxed);
         pub_seq.store(s + 2, std::memory_order_release);
     }
 
@@ -364,9 +374,11 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
                 std::this_thread::yield();
                 continue;
             }
-            for (std::size_t i = 0; i < w.size(); ++i) w[i] = pub[i].load(std::memory_order_relaxed);
+            for (std::size_t i = 0; i < w.size(); ++i)
+                w[i] = pub[i].load(std::memory_order_relaxed);
             std::atomic_thread_fence(std::memory_order_acquire);
-            if (pub_seq.load(std::memory_order_relaxed) == s1) break;
+            if (pub_seq.load(std::memory_order_relaxed) == s1)
+                break;
         }
         const auto c = std::bit_cast<pipeline_counters>(w);
         // Read after the pipeline's counters: every event they count as dequeued was pushed.
@@ -477,8 +489,7 @@ batch_event_processor::~batch_event_processor() {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     // Let the remaining handlers (cancelled timers, closing sockets) run out, briefly.
     thread_->guard.reset();
-    if (thread_->exited.get_future().wait_for(std::chrono::seconds(2)) !=
-        std::future_status::ready)
+    if (thread_->exited.get_future().wait_for(std::chrono::seconds(2)) != std::future_status::ready)
         thread_->io.stop();
     thread_->thread.join();
     state_.reset();
@@ -489,7 +500,8 @@ batch_event_processor::executor_type batch_event_processor::get_executor() const
 }
 
 process_result batch_event_processor::process(event_ptr ev) noexcept {
-    if (!ev || !ev->context) return process_result::invalid_event;
+    if (!ev || !ev->context)
+        return process_result::invalid_event;
     auto& st = *state_;
     switch (st.ring.try_push(ev)) {
         case detail::push_result::ok:
@@ -505,7 +517,9 @@ process_result batch_event_processor::process(event_ptr ev) noexcept {
     return process_result::dropped_closed;
 }
 
-metrics_snapshot batch_event_processor::metrics() const noexcept { return state_->snapshot(); }
+metrics_snapshot batch_event_processor::metrics() const noexcept {
+    return state_->snapshot();
+}
 
 void batch_event_processor::start_flush(std::shared_ptr<detail::processor_state> st,
                                         asio::any_completion_handler<void(error_code)> h) {
@@ -516,12 +530,13 @@ void batch_event_processor::start_flush(std::shared_ptr<detail::processor_state>
     // holds the state weakly and only posts, so it may fire from any thread, at any time.
     auto slot = asio::get_associated_cancellation_slot(h);
     if (slot.is_connected()) {
-        slot.assign([w = std::weak_ptr<detail::processor_state>(st),
-                     id](asio::cancellation_type type) {
-            if ((type & asio::cancellation_type::terminal) == asio::cancellation_type::none)
-                return;
-            if (auto s = w.lock()) asio::post(s->strand, [s, id] { s->cancel_flush(id); });
-        });
+        slot.assign(
+            [w = std::weak_ptr<detail::processor_state>(st), id](asio::cancellation_type type) {
+                if ((type & asio::cancellation_type::terminal) == asio::cancellation_type::none)
+                    return;
+                if (auto s = w.lock())
+                    asio::post(s->strand, [s, id] { s->cancel_flush(id); });
+            });
     }
     auto& strand = st->strand;
     asio::post(strand, [st = std::move(st), id, target, h = std::move(h)]() mutable {

@@ -14,9 +14,12 @@ namespace evdispatch {
 std::pair<drop_reason, bool> retry_policy::classify(const attempt_outcome& o) noexcept {
     if (!o.ec || o.ec == error::http_status) {
         const unsigned s = o.status;
-        if (s == 408 || s == 429) return {drop_reason::server_error, true};
-        if (s >= 500 && s < 600) return {drop_reason::server_error, true};
-        if (s >= 400 && s < 500) return {drop_reason::rejected_4xx, false};
+        if (s == 408 || s == 429)
+            return {drop_reason::server_error, true};
+        if (s >= 500 && s < 600)
+            return {drop_reason::server_error, true};
+        if (s >= 400 && s < 500)
+            return {drop_reason::rejected_4xx, false};
         return {drop_reason::server_error, false};  // 1xx/3xx or other unexpected status
     }
     const drop_reason r = classify_failure(o.ec);
@@ -29,7 +32,8 @@ std::pair<drop_reason, bool> retry_policy::classify(const attempt_outcome& o) no
         default:
             break;
     }
-    if (o.ec == error::response_too_large) return {drop_reason::network_error, false};
+    if (o.ec == error::response_too_large)
+        return {drop_reason::network_error, false};
     return {r, true};
 }
 
@@ -38,11 +42,13 @@ retry_decision retry_policy::decide(unsigned attempt, const attempt_outcome& o,
                                     double jitter) const noexcept {
     retry_decision d;
     const bool ok_status = o.status == 0 || (o.status >= 200 && o.status < 300);
-    if (!o.ec && ok_status) return d;  // done
+    if (!o.ec && ok_status)
+        return d;  // done
     const auto [reason, retryable] = classify(o);
     d.reason = reason;
     d.what = retry_decision::action::give_up;
-    if (!retryable || attempt >= cfg_.max_attempts) return d;
+    if (!retryable || attempt >= cfg_.max_attempts)
+        return d;
 
     std::chrono::milliseconds delay;
     if (o.retry_after) {
@@ -50,11 +56,13 @@ retry_decision retry_policy::decide(unsigned attempt, const attempt_outcome& o,
     } else {
         const double base = static_cast<double>(cfg_.base_backoff.count());
         const double cap = static_cast<double>(cfg_.max_backoff.count());
-        const double exp = std::min(cap, base * std::ldexp(1.0, static_cast<int>(std::min(attempt - 1, 60u))));
+        const double exp =
+            std::min(cap, base * std::ldexp(1.0, static_cast<int>(std::min(attempt - 1, 60u))));
         const double j = std::clamp(jitter, 0.0, 1.0);
         delay = std::chrono::milliseconds(static_cast<std::int64_t>(j * exp));
     }
-    if (cfg_.max_retry_time.count() > 0 && elapsed + delay > cfg_.max_retry_time) return d;
+    if (cfg_.max_retry_time.count() > 0 && elapsed + delay > cfg_.max_retry_time)
+        return d;
     d.what = retry_decision::action::retry;
     d.delay = delay;
     return d;
@@ -66,18 +74,21 @@ int month_index(std::string_view m) {
     static constexpr std::array<std::string_view, 12> names = {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     for (int i = 0; i < 12; ++i)
-        if (names[i] == m) return i;
+        if (names[i] == m)
+            return i;
     return -1;
 }
 
 bool parse_int(std::string_view s, int& out) {
-    if (s.empty()) return false;
+    if (s.empty())
+        return false;
     auto r = std::from_chars(s.data(), s.data() + s.size(), out);
     return r.ec == std::errc{} && r.ptr == s.data() + s.size();
 }
 
 bool parse_hms(std::string_view s, int& h, int& m, int& sec) {
-    if (s.size() != 8 || s[2] != ':' || s[5] != ':') return false;
+    if (s.size() != 8 || s[2] != ':' || s[5] != ':')
+        return false;
     return parse_int(s.substr(0, 2), h) && parse_int(s.substr(3, 2), m) &&
            parse_int(s.substr(6, 2), sec) && h < 24 && m < 60 && sec < 61;
 }
@@ -86,10 +97,13 @@ std::vector<std::string_view> split_ws(std::string_view s) {
     std::vector<std::string_view> parts;
     std::size_t i = 0;
     while (i < s.size()) {
-        while (i < s.size() && s[i] == ' ') ++i;
+        while (i < s.size() && s[i] == ' ')
+            ++i;
         std::size_t j = i;
-        while (j < s.size() && s[j] != ' ') ++j;
-        if (j > i) parts.push_back(s.substr(i, j - i));
+        while (j < s.size() && s[j] != ' ')
+            ++j;
+        if (j > i)
+            parts.push_back(s.substr(i, j - i));
         i = j;
     }
     return parts;
@@ -109,13 +123,17 @@ std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
 
 std::optional<std::chrono::milliseconds> parse_retry_after(
     std::string_view v, std::chrono::system_clock::time_point now) {
-    while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-    while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
-    if (v.empty()) return std::nullopt;
+    while (!v.empty() && v.front() == ' ')
+        v.remove_prefix(1);
+    while (!v.empty() && v.back() == ' ')
+        v.remove_suffix(1);
+    if (v.empty())
+        return std::nullopt;
     if (std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
         std::uint64_t secs = 0;
         auto r = std::from_chars(v.data(), v.data() + v.size(), secs);
-        if (r.ec != std::errc{}) secs = UINT32_MAX;  // absurdly large: capped by the policy
+        if (r.ec != std::errc{})
+            secs = UINT32_MAX;  // absurdly large: capped by the policy
         return std::chrono::milliseconds(std::min<std::uint64_t>(secs, UINT32_MAX) * 1000);
     }
     auto parts = split_ws(v);
@@ -128,7 +146,8 @@ std::optional<std::chrono::milliseconds> parse_retry_after(
     } else if (parts.size() == 4 && parts[0].back() == ',' && parts[3] == "GMT") {
         // RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
         auto dmy = parts[1];
-        if (dmy.size() != 9 || dmy[2] != '-' || dmy[6] != '-') return std::nullopt;
+        if (dmy.size() != 9 || dmy[2] != '-' || dmy[6] != '-')
+            return std::nullopt;
         if (!parse_int(dmy.substr(0, 2), day) || (mon = month_index(dmy.substr(3, 3))) < 0 ||
             !parse_int(dmy.substr(7, 2), year) || !parse_hms(parts[2], h, m, s))
             return std::nullopt;
@@ -141,13 +160,14 @@ std::optional<std::chrono::milliseconds> parse_retry_after(
     } else {
         return std::nullopt;
     }
-    if (day < 1 || day > 31 || year < 1970) return std::nullopt;
-    const std::int64_t epoch_s = days_from_civil(year, static_cast<unsigned>(mon + 1),
-                                                 static_cast<unsigned>(day)) *
-                                     86400 +
-                                 h * 3600 + m * 60 + s;
+    if (day < 1 || day > 31 || year < 1970)
+        return std::nullopt;
+    const std::int64_t epoch_s =
+        days_from_civil(year, static_cast<unsigned>(mon + 1), static_cast<unsigned>(day)) * 86400 +
+        h * 3600 + m * 60 + s;
     const auto when = std::chrono::system_clock::time_point(std::chrono::seconds(epoch_s));
-    if (when <= now) return std::chrono::milliseconds(0);
+    if (when <= now)
+        return std::chrono::milliseconds(0);
     return std::chrono::duration_cast<std::chrono::milliseconds>(when - now);
 }
 

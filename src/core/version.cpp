@@ -6,6 +6,8 @@
 
 namespace evdispatch {
 
-std::string_view version() noexcept { return EVDISPATCH_VERSION; }
+std::string_view version() noexcept {
+    return EVDISPATCH_VERSION;
+}
 
 }  // namespace evdispatch

@@ -6,10 +6,10 @@
 #include <evdispatch/http_event_dispatcher.hpp>
 #include <evdispatch/retry_policy.hpp>
 
-#include "http/address_cache.hpp"
-#include "core/config_check.hpp"
-#include "http/resolve_job.hpp"
 #include <evdispatch/endpoint_url.hpp>
+#include "core/config_check.hpp"
+#include "http/address_cache.hpp"
+#include "http/resolve_job.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -21,8 +21,8 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/system/system_error.hpp>
 
@@ -50,7 +50,6 @@ namespace detail {
 struct http_exchange;
 
 namespace {
-
 
 bool is_stale_error(const error_code& ec) {
     return ec == asio::error::eof || ec == http::error::end_of_stream ||
@@ -116,7 +115,8 @@ struct http_pool : std::enable_shared_from_this<http_pool> {
         , tls(std::move(t))
         , resolver(r ? std::move(r) : std::make_shared<system_host_resolver>()) {
         check_config(http);
-        if (http.user_agent.empty()) http.user_agent = "evdispatch/" + std::string(version());
+        if (http.user_agent.empty())
+            http.user_agent = "evdispatch/" + std::string(version());
         // Parse now so that a bad URL fails at construction.
         endpoint_for(default_url);
     }
@@ -143,8 +143,10 @@ struct http_pool : std::enable_shared_from_this<http_pool> {
             } else {
                 tls_ctx->set_verify_mode(ssl::verify_peer);
                 tls_ctx->set_default_verify_paths();
-                if (!tls.ca_file.empty()) tls_ctx->load_verify_file(tls.ca_file);
-                if (!tls.ca_path.empty()) tls_ctx->add_verify_path(tls.ca_path);
+                if (!tls.ca_file.empty())
+                    tls_ctx->load_verify_file(tls.ca_file);
+                if (!tls.ca_path.empty())
+                    tls_ctx->add_verify_path(tls.ca_path);
             }
         }
         return *tls_ctx;
@@ -152,7 +154,8 @@ struct http_pool : std::enable_shared_from_this<http_pool> {
 
     endpoint_pool& endpoint_for(std::string_view url) {
         auto it = pools.find(url);
-        if (it != pools.end()) return it->second;
+        if (it != pools.end())
+            return it->second;
         endpoint_pool p;
         p.url = parse_endpoint_url(url);  // throws invalid_url
         if (p.url.tls) {
@@ -161,8 +164,7 @@ struct http_pool : std::enable_shared_from_this<http_pool> {
             } catch (const boost::system::system_error& e) {
                 throw boost::system::system_error(
                     make_error_code(error::invalid_config),
-                    std::string("TLS setup failed (check tls.ca_file / tls.ca_path): ") +
-                        e.what());
+                    std::string("TLS setup failed (check tls.ca_file / tls.ca_path): ") + e.what());
             }
         }
         if (p.url.host_is_ip) {
@@ -189,7 +191,8 @@ struct http_pool : std::enable_shared_from_this<http_pool> {
         endpoint_pool* e = &ep;  // std::map nodes never move; used only while the pool lives
         auto deliver = [job, weak, e](error_code ec, std::vector<tcp::endpoint> a) {
             job->post([job, weak, e, ec, a = std::move(a)]() mutable {
-                if (auto pool = weak.lock()) pool->on_resolved(*e, job, ec, std::move(a));
+                if (auto pool = weak.lock())
+                    pool->on_resolved(*e, job, ec, std::move(a));
             });
         };
         try {
@@ -208,13 +211,13 @@ struct http_pool : std::enable_shared_from_this<http_pool> {
     // answer is dropped whenever it comes.
     void abandon_resolutions() noexcept {
         for (auto& [k, p] : pools) {
-            if (!p.resolving) continue;
+            if (!p.resolving)
+                continue;
             p.resolving->cancel();
             p.resolving.reset();
             p.addresses.abandon();
         }
     }
-
 };
 
 /// One dispatch: (open: addresses, connect, handshake) -> write -> read, with one transparent
@@ -247,7 +250,8 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
 
     // After shutdown() nothing new is started: each step checks this first.
     bool stopped() {
-        if (!pool->shut_down) return false;
+        if (!pool->shut_down)
+            return false;
         result.message = "dispatcher shut down";
         release(false);
         finish(make_error_code(error::close_deadline));
@@ -325,7 +329,8 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
             return connect();
         }
         const auto found = ep->addresses.lookup(now, pool->http.dns_ttl);
-        if (found.start_resolution) pool->start_resolution(*ep);  // answers later, never inline
+        if (found.start_resolution)
+            pool->start_resolution(*ep);  // answers later, never inline
         if (found.use) {
             targets = *found.use;
             return connect();
@@ -333,20 +338,21 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
         waiting_addresses = true;
         ep->waiting.push_back(weak_from_this());
         address_timer.expires_at(deadline);
-        address_timer.async_wait([self = shared_from_this()](error_code) {
-            self->on_address_deadline();
-        });
+        address_timer.async_wait(
+            [self = shared_from_this()](error_code) { self->on_address_deadline(); });
     }
 
     // The deadline passed while waiting for a resolution, or shutdown() woke us.
     void on_address_deadline() {
-        if (!waiting_addresses) return;  // on_addresses came first
+        if (!waiting_addresses)
+            return;  // on_addresses came first
         waiting_addresses = false;
         std::erase_if(ep->waiting, [this](const std::weak_ptr<http_exchange>& w) {
             const auto x = w.lock();
             return !x || x.get() == this;
         });
-        if (stopped()) return;
+        if (stopped())
+            return;
         // The resolution goes on; its answer fills the cache for the next connection.
         result.message = "name resolution did not finish within http.connect_timeout";
         fail(make_error_code(error::connect_timeout), {});
@@ -354,11 +360,14 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
 
     // The resolution we waited for answered (from http_pool::on_resolved).
     void on_addresses(const error_code& ec, const std::vector<tcp::endpoint>& a) {
-        if (!waiting_addresses) return;  // the deadline came first
+        if (!waiting_addresses)
+            return;  // the deadline came first
         waiting_addresses = false;
         address_timer.cancel();
-        if (stopped()) return;
-        if (ec) return fail(make_error_code(error::resolve_failed), ec);
+        if (stopped())
+            return;
+        if (ec)
+            return fail(make_error_code(error::resolve_failed), ec);
         if (clock::now() >= deadline) {  // answered, but too late to start connecting
             result.message = "name resolution took longer than http.connect_timeout";
             return fail(make_error_code(error::connect_timeout), {});
@@ -370,24 +379,24 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
     void connect() {
         auto self = shared_from_this();
         conn->lowest().expires_at(deadline);
-        conn->lowest().async_connect(
-            targets, [self](error_code ec, const tcp::endpoint&) {
-                if (self->stopped()) return;
-                if (ec) {
-                    const auto code = ec == beast::error::timeout
-                                          ? make_error_code(error::connect_timeout)
-                                          : make_error_code(error::connect_failed);
-                    return self->fail(code, ec);
-                }
-                error_code ignored;
-                self->conn->lowest().socket().set_option(tcp::no_delay(true), ignored);
-                if (self->conn->tls)
-                    self->handshake();
-                else {
-                    self->conn->connected = true;
-                    self->write();
-                }
-            });
+        conn->lowest().async_connect(targets, [self](error_code ec, const tcp::endpoint&) {
+            if (self->stopped())
+                return;
+            if (ec) {
+                const auto code = ec == beast::error::timeout
+                                      ? make_error_code(error::connect_timeout)
+                                      : make_error_code(error::connect_failed);
+                return self->fail(code, ec);
+            }
+            error_code ignored;
+            self->conn->lowest().socket().set_option(tcp::no_delay(true), ignored);
+            if (self->conn->tls)
+                self->handshake();
+            else {
+                self->conn->connected = true;
+                self->write();
+            }
+        });
     }
 
     void handshake() {
@@ -402,11 +411,13 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
             else
                 X509_VERIFY_PARAM_set1_host(param, host.c_str(), host.size());
         }
-        if (!ep->url.host_is_ip) SSL_set_tlsext_host_name(ssl_handle, host.c_str());
+        if (!ep->url.host_is_ip)
+            SSL_set_tlsext_host_name(ssl_handle, host.c_str());
         auto self = shared_from_this();
         conn->lowest().expires_at(deadline);  // what is left of connect_timeout
         s.async_handshake(ssl::stream_base::client, [self](error_code ec) {
-            if (self->stopped()) return;
+            if (self->stopped())
+                return;
             if (ec) {
                 const long vr = SSL_get_verify_result(self->conn->tls->native_handle());
                 if (ec == beast::error::timeout)
@@ -430,8 +441,10 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
         std::array<asio::const_buffer, 2> bufs{asio::buffer(header), asio::buffer(ev->body)};
         conn->with_stream([&](auto& stream) {
             asio::async_write(stream, bufs, [self](error_code ec, std::size_t n) {
-                if (n > 0) self->result.bytes_on_wire = true;
-                if (ec) return self->io_failed(ec, false);
+                if (n > 0)
+                    self->result.bytes_on_wire = true;
+                if (ec)
+                    return self->io_failed(ec, false);
                 self->result.bytes_sent = n;
                 self->read();
             });
@@ -446,7 +459,8 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
             std::min<std::size_t>(pool->http.max_response_bytes, 16 * 1024)));
         conn->with_stream([&](auto& stream) {
             http::async_read(stream, conn->buffer, *parser, [self](error_code ec, std::size_t) {
-                if (ec) return self->io_failed(ec, self->parser->got_some());
+                if (ec)
+                    return self->io_failed(ec, self->parser->got_some());
                 self->done();
             });
         });
@@ -485,7 +499,8 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
     }
 
     void fail(error_code code, error_code cause) {
-        if (result.message.empty()) result.message = cause.message();
+        if (result.message.empty())
+            result.message = cause.message();
         if (code == error::connect_failed || code == error::resolve_failed ||
             code == error::connect_timeout)
             result.message = ep->url.host + ":" + ep->url.port + ": " + result.message;
@@ -509,7 +524,8 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
             // One line for logs and hooks: the body's line breaks and control bytes become
             // spaces, trailing ones go.
             for (auto& c : result.message)
-                if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+                if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+                    c = ' ';
             while (!result.message.empty() && result.message.back() == ' ')
                 result.message.pop_back();
         }
@@ -526,13 +542,16 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
 
 void http_pool::on_resolved(endpoint_pool& ep, const std::shared_ptr<resolve_job>& job,
                             error_code ec, std::vector<tcp::endpoint> a) {
-    if (ep.resolving != job) return;  // abandoned at shutdown, answered just before
+    if (ep.resolving != job)
+        return;  // abandoned at shutdown, answered just before
     ep.resolving.reset();
-    if (!ec && a.empty()) ec = asio::error::host_not_found;
+    if (!ec && a.empty())
+        ec = asio::error::host_not_found;
     ep.addresses.resolved(ec, a, clock::now());
     auto waiting = std::exchange(ep.waiting, {});
     for (auto& w : waiting)
-        if (auto x = w.lock()) x->on_addresses(ec, a);
+        if (auto x = w.lock())
+            x->on_addresses(ec, a);
 }
 
 }  // namespace detail
@@ -562,8 +581,7 @@ void http_event_dispatcher::async_dispatch(
         std::move(handler)(e.code(), std::move(r));
         return;
     }
-    auto x =
-        std::make_shared<detail::http_exchange>(pool_, *ep, std::move(ev), std::move(handler));
+    auto x = std::make_shared<detail::http_exchange>(pool_, *ep, std::move(ev), std::move(handler));
     x->start();
 }
 
@@ -575,16 +593,18 @@ void http_event_dispatcher::shutdown() noexcept {
     pool_->shut_down = true;
     pool_->abandon_resolutions();
     for (auto& [k, p] : pool_->pools) {
-        for (auto& c : p.idle) c->close();
+        for (auto& c : p.idle)
+            c->close();
         p.idle.clear();
         // Exchanges waiting for addresses: wake them; they complete with close_deadline.
         for (auto& w : p.waiting)
-            if (auto x = w.lock()) x->address_timer.cancel();
+            if (auto x = w.lock())
+                x->address_timer.cancel();
     }
     // Busy connections: closing the socket aborts their operations; each exchange then
     // completes its handler with an error.
-    for (auto& c : pool_->busy_connections) c->close();
+    for (auto& c : pool_->busy_connections)
+        c->close();
 }
-
 
 }  // namespace evdispatch

@@ -24,10 +24,12 @@ namespace {
 // ("http://h:8a/x" parses as port "8", path "a/x"), so its port cannot be trusted alone.
 std::string_view raw_authority(std::string_view url) {
     const auto sep = url.find("://");
-    if (sep == std::string_view::npos) return {};
+    if (sep == std::string_view::npos)
+        return {};
     auto a = url.substr(sep + 3);
     a = a.substr(0, std::min(a.find_first_of("/?#"), a.size()));
-    if (const auto at = a.rfind('@'); at != std::string_view::npos) a.remove_prefix(at + 1);
+    if (const auto at = a.rfind('@'); at != std::string_view::npos)
+        a.remove_prefix(at + 1);
     return a;
 }
 
@@ -51,7 +53,8 @@ std::optional<std::uint16_t> port_of(std::string_view url) {
     } else if (const auto colon = a.find(':'); colon != std::string_view::npos) {
         rest = a.substr(colon);
     }
-    if (rest.empty()) return std::nullopt;
+    if (rest.empty())
+        return std::nullopt;
     if (rest.front() != ':')
         bad(url, "unexpected text after the host: \"" + std::string(rest) + "\"");
     const auto text = rest.substr(1);
@@ -62,7 +65,8 @@ std::optional<std::uint16_t> port_of(std::string_view url) {
     std::uint32_t n = 0;
     for (char c : text) {
         n = n * 10 + static_cast<std::uint32_t>(c - '0');
-        if (n > 65535) break;
+        if (n > 65535)
+            break;
     }
     if (n == 0 || n > 65535)
         bad(url, "the port " + std::string(text) + " is out of range (1-65535)");
@@ -72,7 +76,8 @@ std::optional<std::uint16_t> port_of(std::string_view url) {
 
 endpoint_url parse_endpoint_url(std::string_view url) {
     auto r = boost::urls::parse_uri(url);
-    if (!r) not_a_uri(url, r.error().message());
+    if (!r)
+        not_a_uri(url, r.error().message());
     const boost::urls::url_view u = *r;
     endpoint_url p;
     const auto scheme = u.scheme_id();
@@ -80,16 +85,20 @@ endpoint_url parse_endpoint_url(std::string_view url) {
         p.tls = true;
     else if (scheme != boost::urls::scheme::http)
         bad(url, "the scheme must be http or https");
-    if (!u.has_authority() || u.encoded_host().empty()) bad(url, "no host");
-    if (u.has_userinfo()) bad(url, "user information is not supported");
+    if (!u.has_authority() || u.encoded_host().empty())
+        bad(url, "no host");
+    if (u.has_userinfo())
+        bad(url, "user information is not supported");
     p.host = u.host_address();
     const auto ht = u.host_type();
     p.host_is_ip = ht == boost::urls::host_type::ipv4 || ht == boost::urls::host_type::ipv6;
-    if (ht == boost::urls::host_type::ipvfuture) bad(url, "unsupported IP literal");
+    if (ht == boost::urls::host_type::ipvfuture)
+        bad(url, "unsupported IP literal");
     p.port_number = port_of(url).value_or(p.tls ? 443 : 80);
     p.port = std::to_string(p.port_number);
     p.target = std::string(u.encoded_path());
-    if (p.target.empty()) p.target.push_back('/');  // = "/" trips g++ 12's -Wrestrict
+    if (p.target.empty())
+        p.target.push_back('/');  // = "/" trips g++ 12's -Wrestrict
     if (u.has_query()) {
         p.target += '?';
         p.target += std::string(u.encoded_query());

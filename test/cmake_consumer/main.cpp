@@ -18,32 +18,33 @@ int main() {
     };
     evdispatch::batch_event_processor processor(cfg);
     auto ctx = std::make_shared<evdispatch::event_context>(evdispatch::event_context{
-        .account_id = "12001", .project_id = "111001", .revision = "42",
-        .endpoint = cfg.endpoint});
+        .account_id = "12001", .project_id = "111001", .revision = "42", .endpoint = cfg.endpoint});
     evdispatch::event_builder builder(ctx);
     int refused = 0;
     for (int i = 0; i < 1000; ++i) {
-        const auto r = processor.process(builder.make_impression({
-            .user_id = "user-" + std::to_string(i),
-            .campaign_id = "111182",
-            .experiment_id = "111127",
-            .variation_id = "111129",
-            .variation_key = "variation",
-            .flag_key = "checkout",
-            .rule_key = "test_experiment",
-            .rule_type = "experiment",
-            .enabled = true}));
-        if (r != evdispatch::process_result::accepted) ++refused;
+        const auto r =
+            processor.process(builder.make_impression({.user_id = "user-" + std::to_string(i),
+                                                       .campaign_id = "111182",
+                                                       .experiment_id = "111127",
+                                                       .variation_id = "111129",
+                                                       .variation_key = "variation",
+                                                       .flag_key = "checkout",
+                                                       .rule_key = "test_experiment",
+                                                       .rule_type = "experiment",
+                                                       .enabled = true}));
+        if (r != evdispatch::process_result::accepted)
+            ++refused;
     }
     const auto report =
         processor.async_close(std::chrono::seconds(10), boost::asio::use_future).get();
     col.stop();
     const auto stats = col.stats();
-    std::printf("evdispatch %s: accepted %llu, delivered %llu, refused %d; collector: %llu unique\n",
-                std::string(evdispatch::version()).c_str(),
-                static_cast<unsigned long long>(report.metrics.accepted),
-                static_cast<unsigned long long>(report.delivered), refused,
-                static_cast<unsigned long long>(stats.unique_events));
+    std::printf(
+        "evdispatch %s: accepted %llu, delivered %llu, refused %d; collector: %llu unique\n",
+        std::string(evdispatch::version()).c_str(),
+        static_cast<unsigned long long>(report.metrics.accepted),
+        static_cast<unsigned long long>(report.delivered), refused,
+        static_cast<unsigned long long>(stats.unique_events));
     return report.delivered + static_cast<unsigned>(refused) == 1000 &&
                    stats.unique_events == report.delivered && report.metrics.balanced()
                ? 0

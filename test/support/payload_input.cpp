@@ -3,8 +3,8 @@
 #include "support/payload_input.hpp"
 
 #include "core/batcher.hpp"
-#include "optimizely/json_read.hpp"
 #include "core/json_writer.hpp"
+#include "optimizely/json_read.hpp"
 
 #include <boost/json/parse.hpp>
 #include <boost/json/parser.hpp>

@@ -6,8 +6,8 @@
 
 #include <evdispatch/config.hpp>
 #include <evdispatch/event.hpp>
-#include <evdispatch/optimizely/event_builder.hpp>
 #include <evdispatch/log_event.hpp>
+#include <evdispatch/optimizely/event_builder.hpp>
 #include <evdispatch/optimizely/project_config.hpp>
 #include <evdispatch/optimizely/value.hpp>
 

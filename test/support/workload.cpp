@@ -33,8 +33,7 @@ impression_input sample_impression(std::uint64_t user) {
 conversion_input sample_conversion(std::uint64_t user) {
     conversion_input in;
     in.user_id = "user-" + std::to_string(user);
-    in.attributes = {{"device", "111094", std::string("android")},
-                     {"is_premium", "111095", false}};
+    in.attributes = {{"device", "111094", std::string("android")}, {"is_premium", "111095", false}};
     in.event_id = "111095";
     in.event_key = "purchase";
     in.revenue = 4200;

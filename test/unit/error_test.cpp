@@ -35,8 +35,8 @@ TEST_CASE("every error code has its own message", "[unit][error]") {
         CHECK(m != "unknown evdispatch error");
         messages.insert(m);
     }
-    CHECK(messages.size() ==
-          static_cast<std::size_t>(error::expired) - static_cast<std::size_t>(error::invalid_config) + 1);
+    CHECK(messages.size() == static_cast<std::size_t>(error::expired) -
+                                 static_cast<std::size_t>(error::invalid_config) + 1);
     CHECK(cat.message(0) == "unknown evdispatch error");  // 0 is success, never an evdispatch error
 }
 

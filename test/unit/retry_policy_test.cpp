@@ -9,8 +9,12 @@ using namespace std::chrono_literals;
 using action = retry_decision::action;
 
 namespace {
-attempt_outcome status(unsigned s) { return {make_error_code(error::http_status), s, {}}; }
-attempt_outcome err(error e) { return {make_error_code(e), 0, {}}; }
+attempt_outcome status(unsigned s) {
+    return {make_error_code(error::http_status), s, {}};
+}
+attempt_outcome err(error e) {
+    return {make_error_code(e), 0, {}};
+}
 }  // namespace
 
 TEST_CASE("retry policy: which outcomes retry and which give up", "[unit][retry]") {
@@ -40,8 +44,7 @@ TEST_CASE("retry policy: which outcomes retry and which give up", "[unit][retry]
         {"bad response", err(error::bad_response), action::retry, drop_reason::network_error},
         {"oversized response", err(error::response_too_large), action::give_up,
          drop_reason::network_error},
-        {"tls handshake", err(error::tls_handshake_failed), action::retry,
-         drop_reason::tls_failed},
+        {"tls handshake", err(error::tls_handshake_failed), action::retry, drop_reason::tls_failed},
         {"tls verify", err(error::tls_verify_failed), action::give_up,
          drop_reason::tls_verify_failed},
         {"shut down", err(error::close_deadline), action::give_up, drop_reason::close_deadline},
@@ -53,23 +56,24 @@ TEST_CASE("retry policy: which outcomes retry and which give up", "[unit][retry]
         DYNAMIC_SECTION(r.name) {
             const auto d = p.decide(1, r.o, 0ms, 0.5);
             CHECK(d.what == r.what);
-            if (r.what != action::done) CHECK(d.reason == r.reason);
+            if (r.what != action::done)
+                CHECK(d.reason == r.reason);
         }
     }
 }
 
 TEST_CASE("retry policy: exponential backoff with full jitter, capped", "[unit][retry]") {
-    retry_policy p(retry_config{.max_attempts = 20, .base_backoff = 200ms, .max_backoff = 30s,
-                                .max_retry_time = 0ms});
+    retry_policy p(retry_config{
+        .max_attempts = 20, .base_backoff = 200ms, .max_backoff = 30s, .max_retry_time = 0ms});
     const auto o = status(503);
     struct row {
         unsigned attempt;
         double jitter;
         std::chrono::milliseconds expect;
     };
-    for (auto r : {row{1, 1.0, 200ms}, row{2, 1.0, 400ms}, row{3, 1.0, 800ms},
-                   row{3, 0.5, 400ms}, row{3, 0.0, 0ms}, row{8, 1.0, 25600ms},
-                   row{9, 1.0, 30000ms}, row{19, 1.0, 30000ms}, row{19, 0.25, 7500ms}}) {
+    for (auto r : {row{1, 1.0, 200ms}, row{2, 1.0, 400ms}, row{3, 1.0, 800ms}, row{3, 0.5, 400ms},
+                   row{3, 0.0, 0ms}, row{8, 1.0, 25600ms}, row{9, 1.0, 30000ms},
+                   row{19, 1.0, 30000ms}, row{19, 0.25, 7500ms}}) {
         const auto d = p.decide(r.attempt, o, 0ms, r.jitter);
         INFO("attempt " << r.attempt << " jitter " << r.jitter);
         REQUIRE(d.what == action::retry);
@@ -78,8 +82,8 @@ TEST_CASE("retry policy: exponential backoff with full jitter, capped", "[unit][
 }
 
 TEST_CASE("retry policy: max_attempts and the total retry budget", "[unit][retry]") {
-    retry_policy p(retry_config{.max_attempts = 3, .base_backoff = 1000ms,
-                                .max_retry_time = 5000ms});
+    retry_policy p(
+        retry_config{.max_attempts = 3, .base_backoff = 1000ms, .max_retry_time = 5000ms});
     const auto o = err(error::connect_failed);
     CHECK(p.decide(1, o, 0ms, 1.0).what == action::retry);
     CHECK(p.decide(2, o, 0ms, 1.0).what == action::retry);
@@ -110,8 +114,10 @@ TEST_CASE("Retry-After parsing: seconds and HTTP-date forms", "[unit][retry]") {
     const auto now = base - std::chrono::seconds(90);
     CHECK(parse_retry_after("120", now) == std::chrono::milliseconds(120'000));
     CHECK(parse_retry_after(" 0 ", now) == std::chrono::milliseconds(0));
-    CHECK(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now) == std::chrono::milliseconds(90'000));
-    CHECK(parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now) == std::chrono::milliseconds(90'000));
+    CHECK(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now) ==
+          std::chrono::milliseconds(90'000));
+    CHECK(parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now) ==
+          std::chrono::milliseconds(90'000));
     CHECK(parse_retry_after("Sun Nov  6 08:49:37 1994", now) == std::chrono::milliseconds(90'000));
     // In the past: retry now.
     CHECK(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", base + std::chrono::hours(1)) ==

@@ -88,13 +88,17 @@ TEST_CASE("ring: many producers, one consumer: every value exactly once, per-pro
         }
         const auto p = v >> 32;
         const auto i = v & 0xFFFFFFFFu;
-        if (p >= producers || i != next[p]) in_order = false;
-        if (p < producers) next[p] = i + 1;
+        if (p >= producers || i != next[p])
+            in_order = false;
+        if (p < producers)
+            next[p] = i + 1;
         ++got;
     }
-    for (auto& t : ts) t.join();
+    for (auto& t : ts)
+        t.join();
     CHECK(in_order);
-    for (int p = 0; p < producers; ++p) CHECK(next[p] == per);
+    for (int p = 0; p < producers; ++p)
+        CHECK(next[p] == per);
     std::uint64_t extra;
     CHECK_FALSE(r.try_pop(extra));
     CHECK(r.pushed() == producers * per);
