@@ -2,6 +2,7 @@
 // connection refused, open ones closed) while producers keep sending at a paced rate.
 
 #include "support/fixtures.hpp"
+#include "support/tls_certs.hpp"
 
 #include <evdispatch/evdispatch.hpp>
 
@@ -9,12 +10,143 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 using namespace evdispatch;
 using namespace std::chrono_literals;
+namespace asio = boost::asio;
+
+namespace {
+
+/// A host_resolver that fails every query at once, or holds every query unanswered (its
+/// destructor drops them): resolution failures and a connect deadline spent resolving.
+class broken_resolver final : public host_resolver {
+public:
+    explicit broken_resolver(bool hold) : hold_(hold) {}
+    void async_resolve(std::string, std::string,
+                       asio::any_completion_handler<resolve_signature> h) override {
+        if (hold_) {
+            std::lock_guard lk(mu_);
+            held_.push_back(std::move(h));
+            return;
+        }
+        std::move(h)(make_error_code(asio::error::host_not_found),
+                     std::vector<asio::ip::tcp::endpoint>{});
+    }
+
+private:
+    bool hold_;
+    std::mutex mu_;
+    std::vector<asio::any_completion_handler<resolve_signature>> held_;
+};
+
+/// One way for an endpoint to fail, set up against a real collector on 127.0.0.1.
+struct failure_kind {
+    const char* name;
+    /// Makes the processor's configuration and hooks for the kind; `col` is a plain-HTTP
+    /// collector the kind may set faults on.
+    std::function<void(collector& col, processor_config& cfg, processor_hooks& hooks)> setup;
+};
+
+std::vector<failure_kind> endpoint_failures() {
+    return {
+        {"connection refused",
+         [](collector&, processor_config& cfg, processor_hooks&) {
+             cfg.endpoint = "http://127.0.0.1:" + std::to_string(test::refused_port()) + "/e";
+         }},
+        {"connection reset mid-request",
+         [](collector& col, processor_config&, processor_hooks&) {
+             col.set_faults({.reset_mid_request = true});
+         }},
+        {"503 answers", [](collector& col, processor_config&,
+                           processor_hooks&) { col.set_faults({.retry_after_status = 503}); }},
+        {"429 answers without Retry-After",
+         [](collector& col, processor_config&, processor_hooks&) {
+             col.set_faults({.retry_after_status = 429});
+         }},
+        {"TLS handshake failure (HTTPS to a plain-HTTP port)",
+         [](collector& col, processor_config& cfg, processor_hooks&) {
+             cfg.endpoint = "https://127.0.0.1:" + std::to_string(col.port()) + "/v1/events";
+             cfg.tls.ca_file = test::shared_tls_certs().ca.cert;
+         }},
+        {"name resolution failure",
+         [](collector& col, processor_config& cfg, processor_hooks& hooks) {
+             cfg.endpoint = "http://events.test:" + std::to_string(col.port()) + "/v1/events";
+             hooks.resolver = std::make_shared<broken_resolver>(false);
+         }},
+        {"connect timeout (a resolution that never answers)",
+         [](collector& col, processor_config& cfg, processor_hooks& hooks) {
+             cfg.endpoint = "http://events.test:" + std::to_string(col.port()) + "/v1/events";
+             cfg.http.connect_timeout = 200ms;
+             hooks.resolver = std::make_shared<broken_resolver>(true);
+         }},
+    };
+}
+
+}  // namespace
+
+TEST_CASE("each endpoint-level failure moves the endpoint to down; a 400 does not",
+          "[integration][health]") {
+    auto kinds = endpoint_failures();
+    kinds.push_back({"400 answers (about the batch, not the endpoint)",
+                     [](collector& col, processor_config& cfg, processor_hooks&) {
+                         col.set_faults({.retry_after_status = 400});
+                         (void)cfg;
+                     }});
+    const auto kind = GENERATE_COPY(from_range(kinds));
+    const bool is_400 = std::string_view(kind.name).starts_with("400");
+    CAPTURE(kind.name);
+    collector col;
+    processor_config cfg;
+    cfg.endpoint = col.url();
+    cfg.batch.batch_size = 5;
+    cfg.health.probe_initial = 100ms;
+    cfg.health.probe_max = 200ms;
+    processor_hooks hooks;
+    std::mutex mu;
+    std::vector<endpoint_change> changes;
+    hooks.on_endpoint_state = [&](const endpoint_change& c) {
+        std::lock_guard lk(mu);
+        changes.push_back(c);
+    };
+    kind.setup(col, cfg, hooks);
+    batch_event_processor p(cfg, hooks);
+    event_builder b(test::make_context(cfg.endpoint));
+    for (int i = 0; i < 40; ++i)
+        p.process(test::make_impression(b, std::uint64_t(i)));
+    // 40 events in batches of 5: every one is sealed by size and goes out now.
+    if (is_400) {
+        REQUIRE(test::wait_until([&] { return p.metrics().pending == 0; }));
+        const auto m = p.metrics();
+        CHECK(m.outages == 0);
+        CHECK(m.state == endpoint_state::up);
+        CHECK(m.dropped[std::size_t(drop_reason::rejected_4xx)] == 40);
+    } else {
+        REQUIRE(test::wait_until([&] { return p.metrics().outages == 1; }));
+        const auto m = p.metrics();
+        CHECK(m.state != endpoint_state::up);
+        CHECK(m.dropped_after_accept() == 0);  // held, not dropped
+    }
+    auto [ec, r] = test::close_and_wait(p, 300ms);
+    CHECK(r.metrics.balanced());
+    CHECK(r.metrics.pending == 0);
+    if (!is_400) {
+        CHECK(ec == error::close_deadline);
+        CHECK(r.dropped[std::size_t(drop_reason::close_deadline)] == 40);
+        std::lock_guard lk(mu);
+        REQUIRE_FALSE(changes.empty());
+        CHECK(changes.front().from == endpoint_state::up);
+        CHECK(changes.front().to == endpoint_state::down);
+        CHECK(changes.front().failures == cfg.health.failure_threshold);
+    } else {
+        std::lock_guard lk(mu);
+        CHECK(changes.empty());
+    }
+}
 
 TEST_CASE("an outage in the middle of a run loses nothing and is probed, not hammered",
           "[integration][health]") {
