@@ -35,6 +35,10 @@ enum class error {
     invalid_datafile,      ///< The datafile is malformed or unsupported.
     invalid_input,         ///< A builder input is malformed.
     expired,               ///< The batch was not delivered within health.max_age.
+    spool_full,            ///< The disk spool reached spool.max_bytes.
+    spool_write_failed,    ///< The disk refused a spool write (ENOSPC, EIO, a failing fsync).
+    spool_corrupt,         ///< A spooled record failed its checksum.
+    spool_version,         ///< The spool directory was written by a newer format version.
 };
 
 /// The category of evdispatch error codes (name "evdispatch").
@@ -61,6 +65,8 @@ enum class drop_reason : std::uint8_t {
     close_deadline,     ///< async_close's deadline passed before the batch was delivered.
     dispatcher_failed,  ///< A custom event_dispatcher reported a failure.
     expired,            ///< Not delivered within health.max_age of its batch's closing.
+    spool_full,         ///< The memory room and the disk spool (spool.max_bytes) were full.
+    spool_corrupt,      ///< Spooled, then read back with a bad checksum (events of the header).
 };
 
 /// Stable snake_case name of a drop reason, as used in metrics and JSON output.
@@ -96,6 +102,10 @@ constexpr std::string_view to_string(drop_reason r) noexcept {
             return "dispatcher_failed";
         case drop_reason::expired:
             return "expired";
+        case drop_reason::spool_full:
+            return "spool_full";
+        case drop_reason::spool_corrupt:
+            return "spool_corrupt";
     }
     return {};
 }
@@ -120,7 +130,7 @@ inline constexpr std::array<drop_reason, drop_reason_count> all_drop_reasons = [
     return a;
 }();
 
-static_assert(drop_reason_count == std::size_t(drop_reason::expired) + 1,
+static_assert(drop_reason_count == std::size_t(drop_reason::spool_corrupt) + 1,
               "drop reasons are numbered without gaps, each with a name in to_string");
 
 /// Maps a failed delivery's error code to the reason its events are counted under.

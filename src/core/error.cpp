@@ -61,6 +61,17 @@ public:
                 return "the input is malformed (the message names the field)";
             case error::expired:
                 return "the batch was not delivered within health.max_age of its closing";
+            case error::spool_full:
+                return "the disk spool is full (spool.max_bytes): deliver or drain it "
+                       "(evdispatch spool drain), or raise spool.max_bytes";
+            case error::spool_write_failed:
+                return "the disk refused a spool write (full disk or I/O error): free space in "
+                       "spool.dir; events stay in memory meanwhile";
+            case error::spool_corrupt:
+                return "a spooled record failed its checksum and was skipped";
+            case error::spool_version:
+                return "the spool directory was written by a newer evdispatch (format version): "
+                       "left untouched; drain it with that version";
         }
         return "unknown evdispatch error";
     }
@@ -98,6 +109,10 @@ drop_reason classify_failure(const boost::system::error_code& ec) noexcept {
                 return drop_reason::backlog_full;
             case error::expired:
                 return drop_reason::expired;
+            case error::spool_full:
+                return drop_reason::spool_full;
+            case error::spool_corrupt:
+                return drop_reason::spool_corrupt;
             default:
                 return drop_reason::dispatcher_failed;
         }
