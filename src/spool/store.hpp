@@ -34,18 +34,18 @@ namespace evdispatch::detail::spool {
 
 /// When appended bytes are made durable (fdatasync of the segment).
 enum class fsync_policy {
-    none,         ///< Never by the spool (the kernel writes back; survives kill -9, not power loss).
-    interval,     ///< By sync_due()/sync(), at most `fsync_interval` after the append.
+    none,      ///< Never by the spool (the kernel writes back; survives kill -9, not power loss).
+    interval,  ///< By sync_due()/sync(), at most `fsync_interval` after the append.
     every_batch,  ///< Before append() returns.
 };
 
 struct store_options {
-    std::string dir;                                         ///< Parent directory (must exist).
-    std::uint64_t max_bytes = 1ull << 30;                    ///< Segment bytes on disk, own dir.
-    std::uint64_t segment_bytes = 8ull << 20;                ///< A segment is sealed past this.
+    std::string dir;                           ///< Parent directory (must exist).
+    std::uint64_t max_bytes = 1ull << 30;      ///< Segment bytes on disk, own dir.
+    std::uint64_t segment_bytes = 8ull << 20;  ///< A segment is sealed past this.
     fsync_policy fsync = fsync_policy::interval;
     std::chrono::milliseconds fsync_interval{1000};
-    std::uint64_t quarantine_max_bytes = 64ull << 20;        ///< Oldest quarantined files go first.
+    std::uint64_t quarantine_max_bytes = 64ull << 20;  ///< Oldest quarantined files go first.
     bool adopt = true;  ///< Adopt the directories of processes that are gone, at open.
 };
 
@@ -58,7 +58,7 @@ struct record_meta {
 };
 
 struct record {
-    std::uint64_t id = 0;  ///< Unique within the directory it was read from (see origin).
+    std::uint64_t id = 0;      ///< Unique within the directory it was read from (see origin).
     std::uint32_t origin = 0;  ///< 0: this store's own directory; k > 0: the k-th adopted one.
     record_meta meta;
     std::string body;
@@ -75,20 +75,21 @@ struct record_ref {
 struct store_counters {
     std::uint64_t records_written = 0;
     std::uint64_t events_written = 0;
-    std::uint64_t bytes_written = 0;     ///< Frame bytes appended.
-    std::uint64_t write_failures = 0;    ///< append() calls that failed (disk error).
-    std::uint64_t full_refusals = 0;     ///< append() calls refused: max_bytes reached.
+    std::uint64_t bytes_written = 0;   ///< Frame bytes appended.
+    std::uint64_t write_failures = 0;  ///< append() calls that failed (disk error).
+    std::uint64_t full_refusals = 0;   ///< append() calls refused: max_bytes reached.
     std::uint64_t syncs = 0;
     std::uint64_t sync_failures = 0;
-    std::uint64_t live_bytes = 0;        ///< Segment bytes on disk in the own directory.
+    std::uint64_t ack_failures = 0;  ///< Acks that could not be written to acks.log.
+    std::uint64_t live_bytes = 0;    ///< Segment bytes on disk in the own directory.
     std::uint64_t live_bytes_peak = 0;
-    std::uint64_t recovered_records = 0; ///< Intact, unacknowledged records found in adopted dirs.
+    std::uint64_t recovered_records = 0;  ///< Intact, unacknowledged records found in adopted dirs.
     std::uint64_t recovered_events = 0;
-    std::uint64_t corrupt_records = 0;   ///< Header intact, payload CRC bad: skipped.
-    std::uint64_t corrupt_events = 0;    ///< Their event counts (exact: the header CRC held).
-    std::uint64_t corrupt_bytes = 0;     ///< Bytes skipped where no intact header was found.
+    std::uint64_t corrupt_records = 0;  ///< Header intact, payload CRC bad: skipped.
+    std::uint64_t corrupt_events = 0;   ///< Their event counts (exact: the header CRC held).
+    std::uint64_t corrupt_bytes = 0;    ///< Bytes skipped where no intact header was found.
     std::uint64_t segments_quarantined = 0;
-    std::uint64_t expired_records = 0;   ///< Skipped at read: older than max_age (see next()).
+    std::uint64_t expired_records = 0;  ///< Skipped at read: older than max_age (see next()).
     std::uint64_t expired_events = 0;
 };
 
@@ -99,7 +100,7 @@ struct dir_report {
     std::uint64_t segments = 0;
     std::uint64_t records = 0;  ///< Intact and not acknowledged.
     std::uint64_t events = 0;
-    std::uint64_t bytes = 0;    ///< Payload bytes of those records.
+    std::uint64_t bytes = 0;  ///< Payload bytes of those records.
     std::uint64_t acked_records = 0;
     std::uint64_t oldest_created_ms = 0;  ///< 0 when no record.
     std::uint64_t corrupt_records = 0;
@@ -141,8 +142,7 @@ public:
     /// possible, otherwise the segment is sealed and a new one started).
     /// With fsync every_batch the record is durable when this returns without error.
     std::pair<boost::system::error_code, record_ref> append(const record_meta& meta,
-                                                              std::string_view body,
-                                                              bool read_back);
+                                                            std::string_view body, bool read_back);
 
     /// The next record to replay: own read_back records first (in append order), then the
     /// adopted directories' records (oldest directory first). Records older than `max_age`
