@@ -341,9 +341,13 @@ struct store::impl {
             own.lock = fs.try_lock(own.path + "/" + lock_name, ec);
             if (own.lock)
                 break;
-            if (attempt >= 100)
+            if (ec != boost::system::errc::resource_unavailable_try_again || attempt >= 100) {
+                error_code ignored;
+                fs.unlink(own.path + "/" + lock_name, ignored);
+                fs.rmdir(own.path, ignored);
                 throw boost::system::system_error(
                     ec, "spool.dir '" + opts.dir + "': cannot lock " + own.path);
+            }
         }
         if (syncing())
             fs.sync_dir(opts.dir, ec);  // failure: the directory may vanish on power loss only
