@@ -17,6 +17,7 @@
 
 #include <condition_variable>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -57,6 +58,14 @@ const char* bench_help =
     "  --ca-file FILE          extra CA bundle for an https --url (the system store is trusted\n"
     "                          too; the certificate must name the URL's host)\n"
     "  --close-timeout T       deadline for delivering what is left at the end (default 30s)\n"
+    "  --backlog-max-bytes N   memory room for batches waiting to be sent (default 16777216)\n"
+    "  --spool-dir DIR         a disk spool in DIR (must exist): batches past half the memory\n"
+    "                          room or of a down endpoint go to disk; what is left at the\n"
+    "                          close deadline stays there, and is delivered by the next run\n"
+    "                          with the same DIR (or by `evdispatch spool drain DIR`)\n"
+    "  --spool-mode M          overflow (default) or always (every batch written first)\n"
+    "  --spool-fsync F         none, interval (default, every 1s) or every_batch\n"
+    "  --spool-max-bytes N     largest size of the spool files (default 1073741824)\n"
     "  --json                  print one JSON object on stdout instead of the table\n"
     "  --quiet                 no progress lines\n"
     "Events not delivered are counted by reason (connect_failed, timeout, tls_verify_failed,\n"
@@ -142,6 +151,28 @@ bench_options read_options(const option_parser& p) {
             "--tls, --collector-fault and --collector-delay-ms apply to the "
             "embedded collector, not to --url");
     o.close_timeout = p.ms("close-timeout", o.close_timeout, "s");
+    o.proc.backlog_max_bytes = p.u64("backlog-max-bytes", o.proc.backlog_max_bytes, 1024);
+    o.proc.spool.dir = p.str("spool-dir", "");
+    const auto mode = p.str("spool-mode", "overflow");
+    if (mode != "overflow" && mode != "always")
+        throw usage_error("--spool-mode must be overflow or always");
+    o.proc.spool.mode = mode == "always" ? spool_mode::always : spool_mode::overflow;
+    const auto fsync = p.str("spool-fsync", "interval");
+    if (fsync != "none" && fsync != "interval" && fsync != "every_batch")
+        throw usage_error("--spool-fsync must be none, interval or every_batch");
+    o.proc.spool.fsync = fsync == "none"          ? spool_fsync::none
+                         : fsync == "every_batch" ? spool_fsync::every_batch
+                                                  : spool_fsync::interval;
+    o.proc.spool.max_bytes = p.u64("spool-max-bytes", o.proc.spool.max_bytes, 1);
+    if (!o.proc.spool.dir.empty()) {
+        std::error_code ec;
+        if (!std::filesystem::is_directory(o.proc.spool.dir, ec))
+            throw usage_error("--spool-dir: spool.dir '" + o.proc.spool.dir +
+                              "' is not an existing directory");
+    }
+    if (o.proc.spool.dir.empty() &&
+        (p.has("spool-mode") || p.has("spool-fsync") || p.has("spool-max-bytes")))
+        throw usage_error("--spool-mode, --spool-fsync and --spool-max-bytes need --spool-dir");
     o.json_out = p.flag("json");
     o.progress = !p.flag("quiet");
     if (o.proc.batch.flush_interval.count() == 0)
@@ -243,8 +274,11 @@ std::optional<run_result> run_baseline(const bench_options& o, const std::string
         return std::nullopt;
     if (o.progress)
         std::fprintf(stderr, "baseline %s: %s...\n", kind->name, kind->does);
-    if (o.baseline == "mutex")
-        return run_mutex_baseline(o, url, col);
+    if (o.baseline == "mutex") {
+        bench_options b = o;
+        b.proc.spool = {};  // the spool is the evdispatch run's; the baseline runs without it
+        return run_mutex_baseline(b, url, col);
+    }
     return run_sync_baseline(o, url, col, o.baseline == "sync-keepalive");
 }
 
@@ -272,11 +306,28 @@ int exit_status(const run_result& ours, const std::optional<run_result>& base, c
 }  // namespace
 
 int run_bench(const args& a) {
-    option_parser p(
-        {"events", "duration", "producers", "rate", "batch-size", "flush-interval",
-         "max-batch-bytes", "connections", "queue-capacity", "collector-delay-ms", "baseline",
-         "baseline-duration", "url", "ca-file", "close-timeout", "collector-fault"},
-        {"json", "quiet", "help", "tls"});
+    option_parser p({"events",
+                     "duration",
+                     "producers",
+                     "rate",
+                     "batch-size",
+                     "flush-interval",
+                     "max-batch-bytes",
+                     "connections",
+                     "queue-capacity",
+                     "collector-delay-ms",
+                     "baseline",
+                     "baseline-duration",
+                     "url",
+                     "ca-file",
+                     "close-timeout",
+                     "collector-fault",
+                     "spool-dir",
+                     "spool-mode",
+                     "spool-fsync",
+                     "spool-max-bytes",
+                     "backlog-max-bytes"},
+                    {"json", "quiet", "help", "tls"});
     p.parse(a);
     if (p.flag("help")) {
         std::fputs(bench_help, stdout);

@@ -42,6 +42,11 @@ json::object to_json(const run_result& r) {
     o["held_peak_events"] = r.held_peak_events;
     o["outage_connection_attempts"] = r.outage_connection_attempts;
     o["drain_after_outage_ms"] = r.drain_after_outage_ms;
+    o["spooled"] = r.spooled;
+    o["spool_bytes_peak"] = r.spool_bytes_peak;
+    o["left_in_spool"] = r.left_in_spool;
+    o["recovered"] = r.recovered;
+    o["delivered_recovered"] = r.delivered_recovered;
     o["dispatcher_cpu_ns_per_event"] = r.dispatcher_cpu_ns_per_event;
     o["peak_rss_mb"] = r.peak_rss_mb;
     o["accounting_balanced"] = r.balanced;
@@ -66,6 +71,15 @@ json::object config_json(const bench_options& o, const std::string& url) {
     cfg["tls"] = o.tls;
     cfg["collector_fault"] = o.collector_fault;
     cfg["close_timeout_ms"] = o.close_timeout.count();
+    cfg["backlog_max_bytes"] = o.proc.backlog_max_bytes;
+    if (!o.proc.spool.dir.empty()) {
+        cfg["spool_dir"] = o.proc.spool.dir;
+        cfg["spool_mode"] = o.proc.spool.mode == spool_mode::always ? "always" : "overflow";
+        cfg["spool_fsync"] = o.proc.spool.fsync == spool_fsync::none          ? "none"
+                             : o.proc.spool.fsync == spool_fsync::every_batch ? "every_batch"
+                                                                              : "interval";
+        cfg["spool_max_bytes"] = o.proc.spool.max_bytes;
+    }
     return cfg;
 }
 
@@ -127,6 +141,12 @@ void print_table(const run_result& r, const run_result* base) {
             [&](const run_result& x) { return u(x.outage_connection_attempts); });
         row("drain after outage ms",
             [&](const run_result& x) { return u(x.drain_after_outage_ms); });
+    }
+    if (r.spooled || r.recovered || (base && base->spooled)) {
+        row("spooled events / peak bytes",
+            [&](const run_result& x) { return u(x.spooled) + " / " + u(x.spool_bytes_peak); });
+        row("left in spool / recovered",
+            [&](const run_result& x) { return u(x.left_in_spool) + " / " + u(x.recovered); });
     }
     row("dispatcher CPU ns/event",
         [&](const run_result& x) { return f(x.dispatcher_cpu_ns_per_event, 0); });

@@ -281,7 +281,8 @@ public:
                     outage_attempts_ += m.connections_opened - prev.connections_opened;
                 if (prev.state != endpoint_state::up && m.state == endpoint_state::up)
                     back_up = clock::now();
-                if (back_up && m.held_events == 0 && m.retry_wait_events == 0) {
+                if (back_up && m.held_events == 0 && m.retry_wait_events == 0 &&
+                    m.spooled_events == 0 && m.spool_writing_events == 0) {
                     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                         clock::now() - *back_up);
                     const auto v = static_cast<std::uint64_t>(ms.count());
@@ -459,11 +460,16 @@ run_result run_processor(const bench_options& o, const std::string& url, collect
     r.held_peak_events = progress.held_peak();
     r.outage_connection_attempts = progress.outage_attempts();
     r.drain_after_outage_ms = progress.drain_after_outage_ms();
+    r.spooled = m.spool_written_events;
+    r.spool_bytes_peak = m.spool_bytes_peak;
+    r.left_in_spool = m.left_in_spool;
+    r.recovered = m.recovered;
+    r.delivered_recovered = m.delivered_recovered;
     r.dispatcher_cpu_ns_per_event =
         m.delivered ? static_cast<double>(cpu) / static_cast<double>(m.delivered) : 0;
     r.peak_rss_mb = peak_rss_mb();
-    r.balanced =
-        m.balanced() && m.pending == 0 && m.accepted == m.delivered + m.dropped_after_accept();
+    r.balanced = m.balanced() && m.pending == 0 &&
+                 m.accepted == m.delivered + m.dropped_after_accept() + m.left_in_spool;
     at_collector.count(r);
     return r;
 }

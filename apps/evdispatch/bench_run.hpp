@@ -49,6 +49,11 @@ struct run_result {
     std::uint64_t outages = 0, probes = 0, outage_ms = 0, held_peak_events = 0;
     std::uint64_t outage_connection_attempts = 0;  ///< While an endpoint was not up.
     std::uint64_t drain_after_outage_ms = 0;       ///< From back up to nothing held (longest).
+    std::uint64_t spooled = 0;                     ///< Events written to the disk spool.
+    std::uint64_t spool_bytes_peak = 0;            ///< Peak bytes of the spool files.
+    std::uint64_t left_in_spool = 0;               ///< Events left in the spool at close.
+    std::uint64_t recovered = 0;            ///< Events found in the spool of an earlier run...
+    std::uint64_t delivered_recovered = 0;  ///< ...and delivered by this one.
     double dispatcher_cpu_ns_per_event = 0;
     double peak_rss_mb = 0;
     std::uint64_t collector_events = 0;

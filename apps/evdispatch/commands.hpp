@@ -14,5 +14,6 @@ int run_bench(const args& a);
 int run_collector(const args& a);
 int run_payload(const args& a);
 int run_sweep(const args& a);
+int run_spool(const args& a);
 
 }  // namespace evdispatch::app

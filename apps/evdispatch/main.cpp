@@ -20,6 +20,7 @@ void usage(std::FILE* out) {
                  "  bench      drive the processor against the embedded loopback collector\n"
                  "  collector  run the loopback collector on its own\n"
                  "  payload    print the event batches evdispatch would send for JSON inputs\n"
+                 "  spool      look into a disk spool (inspect) or deliver what it holds (drain)\n"
                  "  sweep      run bench over a grid of batch sizes and flush intervals (CSV+SVG)\n"
                  "  version    print the version\n"
                  "\n"
@@ -42,6 +43,8 @@ int main(int argc, char** argv) {
             return evdispatch::app::run_collector(rest);
         if (cmd == "payload")
             return evdispatch::app::run_payload(rest);
+        if (cmd == "spool")
+            return evdispatch::app::run_spool(rest);
         if (cmd == "sweep")
             return evdispatch::app::run_sweep(rest);
         if (cmd == "version" || cmd == "--version") {

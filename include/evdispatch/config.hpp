@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace evdispatch {
@@ -86,6 +87,53 @@ struct health_config {
     std::chrono::milliseconds max_age{24 * 3600 * 1000};
 };
 
+/// When spooled bytes are made durable (docs/delivery.md, "Disk spool").
+enum class spool_fsync {
+    /// Never by evdispatch: the kernel writes the page cache back. Survives the process dying
+    /// (kill -9, a crash), not a power loss or a kernel crash.
+    none,
+    /// fdatasync at most spool_config::fsync_interval after a write: a power loss loses at most
+    /// that much. The default.
+    interval,
+    /// fdatasync after every batch, before it counts as spooled: nothing spooled is lost.
+    every_batch,
+};
+
+/// Which batches go to the disk spool.
+enum class spool_mode {
+    /// A sealed batch is written when the memory room (backlog_max_bytes) is half full, when its
+    /// endpoint is down, or when the close deadline passes; it is read back when the endpoint
+    /// is up and there is room. The default.
+    overflow,
+    /// Every batch is written before its first attempt (and kept in memory too): a kill -9 loses
+    /// at most what the fsync policy allows. Costs a disk write per batch.
+    always,
+};
+
+/// The disk spool (docs/delivery.md): batches that do not fit in memory, wait out an outage
+/// longer than the memory room holds, or are pending at close survive in files under `dir`,
+/// and a later processor with the same `dir` delivers them. Off while `dir` is empty.
+struct spool_config {
+    /// Directory of the spool; must exist and be writable. Each processor writes its own
+    /// subdirectory (held with a lock) and adopts those of processes that are gone. Default
+    /// empty: no spool.
+    std::string dir;
+    /// Largest size of this processor's spool files, in bytes. When it is reached, the newest
+    /// batch that does not fit in memory either is dropped (reason spool_full). Default 1 GiB.
+    /// Must be >= segment_bytes.
+    std::uint64_t max_bytes = 1ull << 30;
+    /// Size of one spool file (segment); a file is removed once each of its batches is settled.
+    /// Default 8 MiB. Must be >= batch.max_batch_bytes + 4 KiB.
+    std::uint64_t segment_bytes = 8ull << 20;
+    spool_fsync fsync = spool_fsync::interval;  ///< Default interval.
+    /// With fsync interval: the longest time written bytes stay unsynced. Default 1 s. > 0.
+    std::chrono::milliseconds fsync_interval{1'000};
+    spool_mode mode = spool_mode::overflow;  ///< Default overflow.
+    /// A spooled batch older than this (since it was sealed, across restarts) is dropped
+    /// (reason expired) instead of sent. Default 7 days. 0 means no limit.
+    std::chrono::milliseconds max_age{7 * 24 * 3600 * 1000ll};
+};
+
 /// TLS settings for https:// endpoints.
 struct tls_config {
     /// Extra CA bundle file (PEM) trusted besides the system store. Default: none.
@@ -111,6 +159,7 @@ struct processor_config {
     tls_config tls;        ///< TLS verification.
     retry_config retry;    ///< Retries with backoff.
     health_config health;  ///< Outage detection, holding and probing.
+    spool_config spool;    ///< The disk spool (off by default).
     /// Bytes of closed batches waiting to be sent: queued for a free connection, waiting to
     /// retry, or held while their endpoint is down. While they leave no room for one more full
     /// batch, the ring is not drained (process() then refuses with queue_full once the ring is

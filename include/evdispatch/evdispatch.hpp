@@ -17,4 +17,5 @@
 #include <evdispatch/metrics.hpp>
 #include <evdispatch/processor.hpp>
 #include <evdispatch/retry_policy.hpp>
+#include <evdispatch/spool.hpp>
 #include <evdispatch/version.hpp>

@@ -34,8 +34,10 @@ constexpr std::string_view to_string(endpoint_state s) noexcept {
 /// Counters of a batch_event_processor, read with batch_event_processor::metrics().
 ///
 /// The snapshot is consistent: at every moment
-/// `accepted == delivered + dropped_after_accept() + pending` and
-/// `submitted() == accepted + dropped[queue_full] + dropped[closed]`.
+/// `accepted == delivered + dropped_after_accept() + pending + left_in_spool`,
+/// `submitted() == accepted + dropped[queue_full] + dropped[closed]`, and for the events
+/// found in the spools of earlier processes
+/// `recovered == delivered_recovered + dropped_recovered (all reasons) + pending_recovered`.
 /// After async_close completes, `pending == 0`.
 struct metrics_snapshot {
     std::uint64_t accepted = 0;   ///< Events process() accepted.
@@ -70,6 +72,28 @@ struct metrics_snapshot {
     std::uint64_t bytes_sent = 0;          ///< Request body bytes of delivered batches.
     std::uint64_t connections_opened = 0;  ///< Connections the dispatcher opened.
 
+    // ---- the disk spool (spool_config; all 0 without one) --------------------------------
+    std::uint64_t spooled_events = 0;        ///< Accepted events on disk only now (pending).
+    std::uint64_t spool_writing_events = 0;  ///< Accepted events being written (pending).
+    std::uint64_t spool_writes = 0;          ///< Batches written to the spool.
+    std::uint64_t spool_written_events = 0;  ///< Their events.
+    std::uint64_t spool_write_failures = 0;  ///< Writes refused: spool full or a disk error.
+    std::uint64_t spool_reads = 0;           ///< Own batches read back from the spool.
+    /// Accepted events left in the spool at close for a later processor with the same
+    /// spool.dir (settled: not pending, not dropped).
+    std::uint64_t left_in_spool = 0;
+    std::uint64_t spool_bytes = 0;          ///< Bytes of this processor's spool files now.
+    std::uint64_t spool_bytes_peak = 0;     ///< Their peak.
+    std::uint64_t spool_corrupt_bytes = 0;  ///< Bytes skipped with no readable record header.
+    std::uint64_t spool_segments_quarantined = 0;  ///< Spool files moved to quarantine/.
+    /// Events found in the spools of processes that are gone (their own inflow).
+    std::uint64_t recovered = 0;
+    std::uint64_t delivered_recovered = 0;  ///< Of those: delivered by this processor.
+    /// Of those: dropped, by reason (index: drop_reason).
+    std::array<std::uint64_t, drop_reason_count> dropped_recovered{};
+    /// Of those: not settled yet (in memory, or still on disk for this or a later processor).
+    std::uint64_t pending_recovered = 0;
+
     /// Count for one reason.
     std::uint64_t dropped_for(drop_reason r) const noexcept {
         return dropped[static_cast<std::size_t>(r)];
@@ -92,9 +116,14 @@ struct metrics_snapshot {
     }
     /// Whether pending equals the sum of the pipeline stages and accounting balances.
     bool balanced() const noexcept {
-        return accepted == delivered + dropped_after_accept() + pending &&
+        std::uint64_t dropped_r = 0;
+        for (auto v : dropped_recovered)
+            dropped_r += v;
+        return accepted == delivered + dropped_after_accept() + pending + left_in_spool &&
                pending == queue_depth + open_batch_events + backlog_events + in_flight_events +
-                              retry_wait_events + held_events;
+                              retry_wait_events + held_events + spool_writing_events +
+                              spooled_events &&
+               recovered == delivered_recovered + dropped_r + pending_recovered;
     }
 };
 

@@ -26,6 +26,9 @@
 namespace evdispatch {
 
 class host_resolver;
+namespace detail::spool {
+class file_system;
+}
 
 /// What process() did with an event.
 enum class process_result {
@@ -58,7 +61,10 @@ struct close_report {
     /// Drops by reason over the processor's life (index: drop_reason), including refusals.
     std::array<std::uint64_t, drop_reason_count> dropped{};
     bool deadline_passed = false;  ///< Whether the deadline cut delivery short.
-    metrics_snapshot metrics;      ///< Final counters (pending == 0).
+    /// Accepted events left in the disk spool (spool_config) for a later processor with the
+    /// same spool.dir: what the deadline cut short, when a spool is configured.
+    std::uint64_t spooled = 0;
+    metrics_snapshot metrics;  ///< Final counters (pending == 0).
 };
 
 /// A change of an endpoint's health, reported to processor_hooks::on_endpoint_state.
@@ -94,6 +100,9 @@ struct processor_hooks {
     /// Resolves host names for the built-in HTTP dispatcher (ignored with a custom
     /// `dispatcher`). Null: a system_host_resolver. See host_resolver.hpp.
     std::shared_ptr<host_resolver> resolver;
+    /// The file system the disk spool uses (spool_config). Null: the operating system's.
+    /// A seam for evdispatch's own tests (fault injection); not a stable interface.
+    std::shared_ptr<detail::spool::file_system> spool_fs;
 };
 
 namespace detail {

@@ -70,12 +70,32 @@ void check_config(const health_config& c) {
         bad("health.max_age", "must be >= 0", ms(c.max_age));
 }
 
+// The directory itself (exists, writable, format version) is checked when the spool opens.
+void check_config(const spool_config& c, const batch_config& batch) {
+    if (c.dir.empty())
+        return;  // off: the other fields are not used
+    if (c.segment_bytes < batch.max_batch_bytes + 4096)
+        bad("spool.segment_bytes",
+            "must be at least batch.max_batch_bytes + 4096 (" +
+                std::to_string(batch.max_batch_bytes + 4096) + ")",
+            std::to_string(c.segment_bytes));
+    if (c.max_bytes < c.segment_bytes)
+        bad("spool.max_bytes",
+            "must be at least spool.segment_bytes (" + std::to_string(c.segment_bytes) + ")",
+            std::to_string(c.max_bytes));
+    if (c.fsync_interval.count() <= 0)
+        bad("spool.fsync_interval", "must be at least 1 ms", ms(c.fsync_interval));
+    if (c.max_age.count() < 0)
+        bad("spool.max_age", "must be >= 0", ms(c.max_age));
+}
+
 void check_config(const processor_config& c, bool custom_dispatcher) {
     if (c.queue_capacity < 2)
         bad("queue_capacity", "must be at least 2", std::to_string(c.queue_capacity));
     check_config(c.batch);
     check_config(c.retry);
     check_config(c.health);
+    check_config(c.spool, c.batch);
     if (c.backlog_max_bytes < c.batch.max_batch_bytes)
         bad("backlog_max_bytes",
             "must be at least batch.max_batch_bytes (" + std::to_string(c.batch.max_batch_bytes) +

@@ -11,6 +11,7 @@ void check_config(const batch_config& c);
 void check_config(const retry_config& c);
 void check_config(const http_config& c);
 void check_config(const health_config& c);
+void check_config(const spool_config& c, const batch_config& batch);
 /// The whole processor configuration; the HTTP part only when the built-in HTTP dispatcher is
 /// used (`custom_dispatcher` false).
 void check_config(const processor_config& c, bool custom_dispatcher);

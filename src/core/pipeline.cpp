@@ -87,25 +87,47 @@ endpoint_state pipeline::state_of(std::string_view url) const noexcept {
 // A batch is sealed here: its body becomes the request that every attempt sends.
 void pipeline::enqueue(closed_batch&& b, clock::time_point now) {
     ++ctr_.batches_sent;
-    auto req = std::make_shared<log_event>(make_log_event(b));
-    batch_record rec{b.id, std::move(req), std::move(b.created)};
+    batch_record rec;
+    rec.id = rec.key = b.id;
+    rec.request = std::make_shared<log_event>(make_log_event(b));
+    rec.created = std::move(b.created);
+    rec.event_count = rec.request->event_count;
+    rec.byte_count = rec.request->body.size();
     rec.sealed = now;
     rec.endpoint = endpoint_index(rec.request->url);
     if (deadline_passed_) {
-        give_up(std::move(rec), drop_reason::close_deadline, make_error_code(error::close_deadline),
-                0, "close deadline passed");
+        leave_behind(std::move(rec), now);
         return;
     }
-    const bool up = endpoints_[rec.endpoint].state == endpoint_state::up;
+    if (cfg_.spool == pipeline_spool::always && spool_usable(now)) {
+        spool_write(std::move(rec), spool_purpose::always, now);  // then route()
+        return;
+    }
+    route(std::move(rec), now);
+}
+
+// A batch ready to go: sent at once when a slot is free and nothing waits before it;
+// otherwise queued, held while its endpoint is down, or spilled to the spool.
+void pipeline::route(batch_record&& rec, clock::time_point now) {
+    endpoint& ep = endpoints_[rec.endpoint];
+    const bool up = ep.state == endpoint_state::up;
     if (up && in_flight_.size() < cfg_.max_in_flight && queued_.empty() && ready_.empty()) {
         send(std::move(rec), now);
         return;
     }
+    // While down, one held batch (the next probe) stays in memory; the others may go to disk.
+    if ((up || !ep.held.empty()) && spill(rec, now))
+        return;
     if (ctr_.waiting_bytes() + rec.bytes() > cfg_.backlog_max_bytes) {
-        log(log_level::warning, "batch of ", rec.events(),
-            " events dropped: the backlog of unsent batches is full");
-        give_up(std::move(rec), drop_reason::backlog_full, make_error_code(error::backlog_full), 0,
-                "backlog full");
+        const bool spool_full =
+            cfg_.spool != pipeline_spool::off && last_spool_error_ == error::spool_full;
+        const auto reason = spool_full ? drop_reason::spool_full : drop_reason::backlog_full;
+        log(log_level::warning, "batch of ", rec.events(), " events dropped: ",
+            spool_full ? "the memory room and the spool are full"
+                       : "the backlog of unsent batches is full");
+        give_up(std::move(rec), reason,
+                make_error_code(spool_full ? error::spool_full : error::backlog_full), 0,
+                spool_full ? "memory room and spool full" : "backlog full");
         return;
     }
     if (!up) {
@@ -119,6 +141,11 @@ void pipeline::enqueue(closed_batch&& b, clock::time_point now) {
 // ---- stages --------------------------------------------------------------------------------
 
 void pipeline::enter(stage s, const batch_record& rec) noexcept {
+    if (rec.recovered) {  // its own inflow: only the memory it takes is counted here
+        if (s != stage::in_flight)
+            ctr_.recovered_memory_bytes += rec.bytes();
+        return;
+    }
     switch (s) {
         case stage::queued:
             ctr_.queued_events += rec.events();
@@ -136,11 +163,24 @@ void pipeline::enter(stage s, const batch_record& rec) noexcept {
             ctr_.held_events += rec.events();
             ctr_.held_bytes += rec.bytes();
             break;
+        case stage::spooling:
+            ctr_.spooling_events += rec.events();
+            ctr_.spooling_bytes += rec.bytes();
+            break;
+        case stage::spooled:
+            ctr_.spooled_events += rec.events();
+            ctr_.spooled_bytes += rec.bytes();
+            break;
     }
 }
 
 // Takes the record's events and bytes off the counters of the stage it leaves.
 void pipeline::leave(stage s, const batch_record& rec) noexcept {
+    if (rec.recovered) {
+        if (s != stage::in_flight)
+            ctr_.recovered_memory_bytes -= rec.bytes();
+        return;
+    }
     switch (s) {
         case stage::queued:
             ctr_.queued_events -= rec.events();
@@ -158,10 +198,21 @@ void pipeline::leave(stage s, const batch_record& rec) noexcept {
             ctr_.held_events -= rec.events();
             ctr_.held_bytes -= rec.bytes();
             break;
+        case stage::spooling:
+            ctr_.spooling_events -= rec.events();
+            ctr_.spooling_bytes -= rec.bytes();
+            break;
+        case stage::spooled:
+            ctr_.spooled_events -= rec.events();
+            ctr_.spooled_bytes -= rec.bytes();
+            break;
     }
 }
 
 void pipeline::hold(batch_record&& rec, clock::time_point now) {
+    // One held batch per endpoint (the next probe) stays in memory; the others may go to disk.
+    if (!endpoints_[rec.endpoint].held.empty() && spill(rec, now))
+        return;
     rec.held_since = now;
     enter(stage::held, rec);
     insert_by_id(endpoints_[rec.endpoint].held, std::move(rec));
@@ -210,7 +261,7 @@ void pipeline::send(batch_record&& rec, clock::time_point now) {
         ++rec.counted;  // a probe is an outage attempt: it does not count
     ++ctr_.requests;
     enter(stage::in_flight, rec);
-    actions_.emplace_back(send_action{rec.id, rec.attempts, rec.request});
+    actions_.emplace_back(send_action{rec.key, rec.attempts, rec.request});
     in_flight_.push_back(std::move(rec));
     ctr_.in_flight = in_flight_.size();
 }
@@ -221,7 +272,7 @@ void pipeline::on_result(std::uint64_t id, error_code ec, const dispatch_result&
     if (r.connection_opened)
         ++ctr_.connections_opened;
     auto it = std::find_if(in_flight_.begin(), in_flight_.end(),
-                           [id](const batch_record& f) { return f.id == id; });
+                           [id](const batch_record& f) { return f.key == id; });
     if (it == in_flight_.end()) {  // given up at the close deadline: the result is late
         after_work(now);
         return;
@@ -235,7 +286,8 @@ void pipeline::on_result(std::uint64_t id, error_code ec, const dispatch_result&
     endpoint& ep = endpoints_[rec.endpoint];
 
     if (is_success(ec, r.status)) {
-        ctr_.delivered += rec.events();
+        (rec.recovered ? ctr_.delivered_recovered : ctr_.delivered) += rec.events();
+        settled_on_disk(rec);
         ++ctr_.batches_delivered;
         ctr_.bytes_sent += rec.bytes();
         report(std::move(rec), true, drop_reason{}, ec, r.status, r.message, now);
@@ -306,7 +358,8 @@ void pipeline::on_result(std::uint64_t id, error_code ec, const dispatch_result&
 
 void pipeline::give_up(batch_record&& rec, drop_reason reason, error_code ec, unsigned status,
                        std::string_view message) {
-    ctr_.dropped[std::size_t(reason)] += rec.events();
+    (rec.recovered ? ctr_.dropped_recovered : ctr_.dropped)[std::size_t(reason)] += rec.events();
+    settled_on_disk(rec);
     ++ctr_.batches_failed;
     report(std::move(rec), false, reason, ec, status, message, last_now_);
 }
@@ -369,19 +422,21 @@ void pipeline::go_down(endpoint& ep, clock::time_point now, clock::duration wait
         stage where;
     } const stages[] = {
         {&queued_, stage::queued}, {&retry_wait_, stage::retry_wait}, {&ready_, stage::ready}};
+    std::vector<batch_record> moving;
     for (const auto& s : stages) {
         for (auto it = s.records->begin(); it != s.records->end();) {
             if (it->endpoint != index) {
                 ++it;
                 continue;
             }
-            batch_record rec = std::move(*it);
+            moving.push_back(std::move(*it));
             it = s.records->erase(it);
-            leave(s.where, rec);
-            hold(std::move(rec), now);
+            leave(s.where, moving.back());
         }
     }
     change(ep, endpoint_state::down, why, {}, wait);
+    for (auto& rec : moving)  // the endpoint is down now: all but one may go to the spool
+        hold(std::move(rec), now);
 }
 
 // An answer that is not an endpoint-level failure: the endpoint is up; what it held goes
@@ -484,6 +539,8 @@ void pipeline::arm_timer() {
         consider(r.retry_at);
     if (closing_ && !deadline_passed_)
         consider(close_deadline_);
+    if (read_retry_at_ > last_now_ && (!spooled_.empty() || recovered_unread_ > 0))
+        consider(read_retry_at_);
     // A due probe without a free slot waits for a result (which pumps), not for the timer.
     if (in_flight_.size() < cfg_.max_in_flight)
         for (const auto& ep : endpoints_)
@@ -568,8 +625,11 @@ void pipeline::on_deadline(clock::time_point now) {
     auto give_up_all = [&](std::deque<batch_record>& records, stage where, const char* message) {
         for (auto& rec : records) {
             leave(where, rec);
-            give_up(std::move(rec), drop_reason::close_deadline,
-                    make_error_code(error::close_deadline), 0, message);
+            if (cfg_.spool != pipeline_spool::off)
+                leave_behind(std::move(rec), now);
+            else
+                give_up(std::move(rec), drop_reason::close_deadline,
+                        make_error_code(error::close_deadline), 0, message);
         }
         records.clear();
     };
@@ -578,6 +638,12 @@ void pipeline::on_deadline(clock::time_point now) {
     for (auto& ep : endpoints_)
         give_up_all(ep.held, stage::held, "close deadline passed while its endpoint was down");
     ctr_.in_flight = 0;
+    // Batches on disk only stay there for a later processor; writes under way end as
+    // left_in_spool (or close_deadline) when they are answered.
+    ctr_.left_in_spool += ctr_.spooled_events;
+    ctr_.spooled_events = 0;
+    ctr_.spooled_bytes = 0;
+    spooled_.clear();
     actions_.emplace_back(shutdown_dispatcher_action{});
 }
 
@@ -593,6 +659,10 @@ std::uint64_t pipeline::lowest_unsettled() const noexcept {
     for (const auto& ep : endpoints_)
         if (!ep.held.empty())
             low = std::min(low, ep.held.front().id);
+    for (const auto& r : spooling_)
+        low = std::min(low, r.id);
+    for (const auto& run : spooled_)
+        low = std::min(low, run.lowest_batch);
     return low;
 }
 
@@ -645,12 +715,243 @@ void pipeline::after_work(clock::time_point now) {
     pump(now);
     progress_flushes(now);
     update_health_counters(now);
+    maybe_read(now);
     check_close_done();
     if (drain_paused_ && has_room()) {
         drain_paused_ = false;
         actions_.emplace_back(resume_drain_action{});
     }
     arm_timer();
+}
+
+// ---- the disk spool ------------------------------------------------------------------------
+
+// Moves `rec` out of memory into the spool when the spool is on and usable, and either half
+// the memory room is taken or its endpoint is down (the caller keeps the next probe in
+// memory). A batch already on disk (mode always, read back) is only released there: the
+// spool returns it from a later read. Returns whether it took the record.
+bool pipeline::spill(batch_record& rec, clock::time_point now) {
+    if (cfg_.spool == pipeline_spool::off || deadline_passed_ || !spool_usable(now))
+        return false;
+    const bool down = endpoints_[rec.endpoint].state != endpoint_state::up;
+    if (!down && ctr_.waiting_bytes() + rec.bytes() <= cfg_.backlog_max_bytes / 2)
+        return false;
+    if (rec.disk) {
+        actions_.emplace_back(spool_settle_action{*rec.disk, true});
+        if (rec.recovered) {
+            ++recovered_unread_;  // back on disk, unread; still pending_recovered
+            ctr_.recovered_read -= rec.events();
+        } else {
+            add_spooled(rec);
+        }
+        return true;
+    }
+    spool_write(std::move(rec), spool_purpose::overflow, now);
+    return true;
+}
+
+void pipeline::spool_write(batch_record&& rec, spool_purpose purpose, clock::time_point now) {
+    rec.purpose = purpose;
+    enter(stage::spooling, rec);
+    actions_.emplace_back(spool_write_action{rec.key, rec.request, now - rec.sealed,
+                                             purpose == spool_purpose::overflow});
+    spooling_.push_back(std::move(rec));
+}
+
+// An own batch now on disk only: counted in a run of consecutive spool ids, its request
+// (the memory) released with the record.
+void pipeline::add_spooled(const batch_record& rec) {
+    const std::uint64_t ref = rec.disk->id;
+    ctr_.spooled_events += rec.events();
+    ctr_.spooled_bytes += rec.bytes();
+    if (!spooled_.empty() && spooled_.back().last + 1 == ref) {
+        auto& run = spooled_.back();
+        run.last = ref;
+        run.lowest_batch = std::min(run.lowest_batch, rec.id);
+        run.events += rec.events();
+        run.bytes += rec.bytes();
+        return;
+    }
+    const spooled_run run{ref, ref, rec.id, rec.events(), rec.bytes()};
+    auto it = std::upper_bound(spooled_.begin(), spooled_.end(), ref,
+                               [](std::uint64_t r, const spooled_run& x) { return r < x.first; });
+    spooled_.insert(it, run);
+}
+
+// Own spooled events that will not come back (their records failed their checksum or
+// expired in the spool): dropped, expired ones first as far as the spool counted them.
+void pipeline::lose_spooled(std::uint64_t events, std::uint64_t bytes,
+                            std::uint64_t& expired_budget) {
+    if (events == 0)
+        return;
+    const auto expired = std::min(events, expired_budget);
+    expired_budget -= expired;
+    ctr_.dropped[std::size_t(drop_reason::expired)] += expired;
+    ctr_.dropped[std::size_t(drop_reason::spool_corrupt)] += events - expired;
+    ctr_.spooled_events -= std::min(ctr_.spooled_events, events);
+    ctr_.spooled_bytes -= std::min(ctr_.spooled_bytes, bytes);
+    log(log_level::error, events, " spooled events could not be read back (", events - expired,
+        " failed their checksum, ", expired, " expired)");
+}
+
+// What is not delivered when the close deadline passes: left in the spool for a later
+// processor (written now when it is not there yet), or dropped without a spool.
+void pipeline::leave_behind(batch_record&& rec, clock::time_point now) {
+    if (rec.recovered) {
+        ctr_.recovered_read -= rec.events();
+        return;  // still in its spool, unacknowledged: pending for the next processor
+    }
+    if (rec.disk) {
+        ctr_.left_in_spool += rec.events();
+        return;
+    }
+    if (cfg_.spool != pipeline_spool::off && now >= spool_retry_at_) {
+        spool_write(std::move(rec), spool_purpose::close, now);
+        return;
+    }
+    give_up(std::move(rec), drop_reason::close_deadline, make_error_code(error::close_deadline), 0,
+            "close deadline passed");
+}
+
+void pipeline::settled_on_disk(const batch_record& rec) {
+    if (rec.disk)
+        actions_.emplace_back(spool_settle_action{*rec.disk, false});
+}
+
+void pipeline::on_spool_open(std::uint64_t records, std::uint64_t events, clock::time_point now) {
+    last_now_ = now;
+    recovered_unread_ += records;
+    ctr_.recovered += events;
+    if (records)
+        log(log_level::info, "spool: ", events, " events in ", records,
+            " batches left by earlier processes; delivering them");
+    after_work(now);
+}
+
+void pipeline::on_spool_written(std::uint64_t id, error_code ec, spool_ref ref,
+                                clock::time_point now) {
+    last_now_ = now;
+    auto it = std::find_if(spooling_.begin(), spooling_.end(),
+                           [id](const batch_record& r) { return r.key == id; });
+    if (it == spooling_.end()) {
+        after_work(now);
+        return;
+    }
+    batch_record rec = std::move(*it);
+    spooling_.erase(it);
+    leave(stage::spooling, rec);
+    if (!ec) {
+        ++ctr_.spool_writes;
+        ctr_.spool_written_events += rec.events();
+        rec.disk = ref;
+        if (deadline_passed_ || rec.purpose == spool_purpose::close)
+            ctr_.left_in_spool += rec.events();
+        else if (rec.purpose == spool_purpose::overflow)
+            add_spooled(rec);
+        else
+            route(std::move(rec), now);  // mode always: on disk, now it may go
+        after_work(now);
+        return;
+    }
+    ++ctr_.spool_write_failures;
+    last_spool_error_ = ec;
+    spool_retry_at_ = now + cfg_.spool_retry;
+    log(log_level::warning, "spool write refused (", ec.message(), "); memory only for ",
+        duration_cast<milliseconds>(cfg_.spool_retry).count(), " ms");
+    if (deadline_passed_ || rec.purpose == spool_purpose::close)
+        give_up(std::move(rec), drop_reason::close_deadline, make_error_code(error::close_deadline),
+                0, "close deadline passed; the spool refused the batch");
+    else
+        route(std::move(rec), now);  // back to memory when there is room, else dropped
+    after_work(now);
+}
+
+// Reads back when every endpoint is up and at least three quarters of the memory room are
+// free, about a quarter of the room at a time: replay interleaves with live batches and never
+// fills memory.
+void pipeline::maybe_read(clock::time_point now) {
+    if (cfg_.spool == pipeline_spool::off || read_pending_ || deadline_passed_ ||
+        now < read_retry_at_)
+        return;
+    // Closing delivers its own events; recovered ones are left for the next processor.
+    if (spooled_.empty() && (recovered_unread_ == 0 || closing_))
+        return;
+    for (const auto& ep : endpoints_)
+        if (ep.state != endpoint_state::up)
+            return;
+    const std::size_t quarter = std::max(cfg_.backlog_max_bytes / 4, cfg_.batch.max_batch_bytes);
+    if (ctr_.waiting_bytes() + quarter > cfg_.backlog_max_bytes)
+        return;
+    read_pending_ = true;
+    actions_.emplace_back(spool_read_action{quarter});
+}
+
+void pipeline::on_spool_read(std::vector<spool_replay>&& batches, const spool_read_status& status,
+                             clock::time_point now) {
+    last_now_ = now;
+    read_pending_ = false;
+    recovered_unread_ = status.recovered_unread_records;
+    if (deadline_passed_ || closed_) {
+        // Too late to send: the records stay in the spool, unacknowledged, for the next
+        // processor (own ones are counted in left_in_spool already).
+        after_work(now);
+        return;
+    }
+    std::uint64_t expired_budget = status.skipped_expired_events;
+    std::uint64_t own_lost = 0;
+    auto lose_front = [&] {
+        const auto& run = spooled_.front();
+        own_lost += run.events;
+        lose_spooled(run.events, run.bytes, expired_budget);
+        spooled_.pop_front();
+    };
+    for (auto& b : batches) {
+        batch_record rec;
+        rec.request = std::move(b.request);
+        rec.event_count = rec.request->event_count;
+        rec.byte_count = rec.request->body.size();
+        rec.sealed = now - b.age;
+        rec.disk = b.ref;
+        rec.endpoint = endpoint_index(rec.request->url);
+        rec.key = next_key_++;
+        if (b.ref.origin != 0) {
+            rec.recovered = true;
+            rec.id = next_recovered_id_++;
+            ctr_.recovered_read += rec.events();
+        } else {
+            // Own records come back in spool-id order: runs before this id are lost.
+            while (!spooled_.empty() && spooled_.front().last < b.ref.id)
+                lose_front();
+            if (spooled_.empty() || spooled_.front().first > b.ref.id) {
+                // Not one of ours (cannot happen): leave it to a later processor.
+                log(log_level::error, "spool returned an unknown record ", b.ref.id);
+                continue;
+            }
+            auto& run = spooled_.front();
+            rec.id = run.lowest_batch;  // flushes wait for it as for the run
+            run.first = b.ref.id + 1;
+            run.events -= std::min(run.events, std::uint64_t(rec.events()));
+            run.bytes -= std::min(run.bytes, std::uint64_t(rec.bytes()));
+            ctr_.spooled_events -= std::min(ctr_.spooled_events, std::uint64_t(rec.events()));
+            ctr_.spooled_bytes -= std::min(ctr_.spooled_bytes, std::uint64_t(rec.bytes()));
+            if (run.first > run.last)
+                lose_front();  // what is left of it was skipped
+            ++ctr_.spool_reads;
+        }
+        enter(stage::ready, rec);
+        insert_by_id(ready_, std::move(rec));
+    }
+    if (status.own_unread_records == 0)
+        while (!spooled_.empty())
+            lose_front();
+    // What the spool skipped beyond the own losses belonged to recovered batches.
+    const std::uint64_t corrupt_own = own_lost - std::min(own_lost, status.skipped_expired_events);
+    ctr_.dropped_recovered[std::size_t(drop_reason::expired)] += expired_budget;
+    ctr_.dropped_recovered[std::size_t(drop_reason::spool_corrupt)] +=
+        status.skipped_corrupt_events - std::min(status.skipped_corrupt_events, corrupt_own);
+    if (batches.empty() && (!spooled_.empty() || recovered_unread_ > 0))
+        read_retry_at_ = now + cfg_.spool_retry;  // nothing came back: do not spin
+    after_work(now);
 }
 
 }  // namespace evdispatch::detail

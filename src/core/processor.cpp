@@ -9,6 +9,7 @@
 #include "core/config_check.hpp"
 #include "core/mpsc_ring.hpp"
 #include "core/pipeline.hpp"
+#include "spool/worker.hpp"
 
 #include <boost/asio/append.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
@@ -51,6 +52,9 @@ pipeline_config make_pipeline_config(const processor_config& c, std::size_t max_
     p.health = c.health;
     p.backlog_max_bytes = c.backlog_max_bytes;
     p.max_in_flight = std::max<std::size_t>(1, max_in_flight);
+    if (!c.spool.dir.empty())
+        p.spool =
+            c.spool.mode == spool_mode::always ? pipeline_spool::always : pipeline_spool::overflow;
     p.report_results = static_cast<bool>(h.on_batch_result);
     p.logging = static_cast<bool>(h.logger);
     return p;
@@ -66,7 +70,9 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     using close_handler = asio::any_completion_handler<void(error_code, close_report)>;
 
     processor_state(asio::any_io_executor ex, strand_type s, const processor_config& c,
-                    processor_hooks h, std::shared_ptr<event_dispatcher> d)
+                    processor_hooks h, std::shared_ptr<event_dispatcher> d,
+                    std::unique_ptr<spool::worker> sp, std::uint64_t recovered_records,
+                    std::uint64_t recovered_events)
         : cfg(c)
         , executor(std::move(ex))
         , strand(std::move(s))
@@ -75,7 +81,12 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         , dispatcher(std::move(d))
         , core(make_pipeline_config(c, dispatcher->max_in_flight(), hooks))
         , timer(strand)
-        , jitter_state(static_cast<std::uint64_t>(clock::now().time_since_epoch().count()) | 1) {
+        , jitter_state(static_cast<std::uint64_t>(clock::now().time_since_epoch().count()) | 1)
+        , spool(std::move(sp)) {
+        // What earlier processes left is counted before the constructor returns (metrics()
+        // shows it at once); reading it back starts with the first actions run on the strand.
+        if (spool)
+            core.on_spool_open(recovered_records, recovered_events, clock::now());
         publish();
     }
 
@@ -107,6 +118,10 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     std::vector<std::pair<std::uint64_t, flush_handler>> flush_handlers;
     std::vector<close_handler> close_handlers;
     std::optional<close_report> final_report;
+    // The spool thread (null without a spool). Its callbacks hold the state weakly and hand
+    // their strong reference over to the strand, so the state is never destroyed (and this
+    // thread never joined) on the spool thread.
+    std::unique_ptr<spool::worker> spool;
 
     // ---- producer side ------------------------------------------------------------------
 
@@ -215,6 +230,11 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
                            [&](endpoint_change_action& e) { endpoint_changed(e); },
                            [&](shutdown_dispatcher_action&) { dispatcher->shutdown(); },
                            [&](resume_drain_action&) { post_drain(); },
+                           [&](spool_write_action& w) { spool_write(w); },
+                           [&](spool_read_action& r) { spool_read(r.max_bytes); },
+                           [&](spool_settle_action& st) {
+                               spool->settle({st.ref.origin, st.ref.id}, st.release);
+                           },
                            [&](log_action& l) { log(l.level, l.text); },
                        },
                        a);
@@ -267,6 +287,47 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         }
     }
 
+    // ---- strand: the spool ------------------------------------------------------------------
+
+    // Runs `f(state)` on the strand, from the spool thread, if the state still exists.
+    template <class F>
+    static void back_to_strand(const std::weak_ptr<processor_state>& w, F&& f) {
+        auto s = w.lock();
+        if (!s)
+            return;
+        auto& target = s->strand;
+        asio::post(target, [s = std::move(s), f = std::forward<F>(f)]() mutable { f(*s); });
+    }
+
+    void spool_write(const spool_write_action& w) {
+        spool->write(w.request, std::chrono::duration_cast<std::chrono::milliseconds>(w.age),
+                     w.read_back,
+                     [wp = weak_from_this(), id = w.id](error_code ec, spool::record_ref ref) {
+                         back_to_strand(wp, [id, ec, ref](processor_state& s) {
+                             s.core.on_spool_written(id, ec, {ref.origin, ref.id}, clock::now());
+                             s.run_actions();
+                         });
+                     });
+    }
+
+    void spool_read(std::size_t max_bytes) {
+        spool->read(max_bytes, [wp = weak_from_this()](spool::read_result r) {
+            back_to_strand(wp, [r = std::move(r)](processor_state& s) mutable {
+                std::vector<spool_replay> batches;
+                batches.reserve(r.batches.size());
+                for (auto& b : r.batches)
+                    batches.push_back({{b.ref.origin, b.ref.id}, std::move(b.request), b.age});
+                spool_read_status st;
+                st.own_unread_records = r.own_unread;
+                st.recovered_unread_records = r.recovered_unread;
+                st.skipped_corrupt_events = r.skipped_corrupt_events;
+                st.skipped_expired_events = r.skipped_expired_events;
+                s.core.on_spool_read(std::move(batches), st, clock::now());
+                s.run_actions();
+            });
+        });
+    }
+
     void arm_timer(clock::time_point at) {
         timer.expires_at(at);  // cancels an earlier wait (operation_aborted below)
         timer.async_wait([self = shared_from_this()](error_code ec) {
@@ -286,7 +347,20 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         asio::post(executor, asio::append(std::move(h), ec));
     }
 
+    // With a spool, close completes once the spool thread has done (and synced) every write
+    // and acknowledgement asked for before: what the report says is on disk, is.
     void complete_close(bool deadline_passed) {
+        if (!spool) {
+            finish_close(deadline_passed);
+            return;
+        }
+        spool->barrier([wp = weak_from_this(), deadline_passed] {
+            back_to_strand(
+                wp, [deadline_passed](processor_state& s) { s.finish_close(deadline_passed); });
+        });
+    }
+
+    void finish_close(bool deadline_passed) {
         timer.cancel();
         publish();
         close_report rep;
@@ -295,6 +369,7 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         rep.not_delivered = rep.metrics.dropped_after_accept();
         rep.dropped = rep.metrics.dropped;
         rep.deadline_passed = deadline_passed;
+        rep.spooled = rep.metrics.left_in_spool;
         final_report = rep;
         const error_code ec =
             deadline_passed ? make_error_code(error::close_deadline) : error_code{};
@@ -413,6 +488,24 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         m.requests = c.requests;
         m.bytes_sent = c.bytes_sent;
         m.connections_opened = c.connections_opened;
+        m.spooled_events = c.spooled_events;
+        m.spool_writing_events = c.spooling_events;
+        m.spool_writes = c.spool_writes;
+        m.spool_written_events = c.spool_written_events;
+        m.spool_write_failures = c.spool_write_failures;
+        m.spool_reads = c.spool_reads;
+        m.left_in_spool = c.left_in_spool;
+        m.recovered = c.recovered;
+        m.delivered_recovered = c.delivered_recovered;
+        m.dropped_recovered = c.dropped_recovered;
+        m.pending_recovered = c.pending_recovered();
+        if (spool) {
+            const auto& sc = spool->counters();
+            m.spool_bytes = sc.live_bytes.load(std::memory_order_relaxed);
+            m.spool_bytes_peak = sc.live_bytes_peak.load(std::memory_order_relaxed);
+            m.spool_corrupt_bytes = sc.corrupt_bytes.load(std::memory_order_relaxed);
+            m.spool_segments_quarantined = sc.segments_quarantined.load(std::memory_order_relaxed);
+        }
         return m;
     }
 };
@@ -439,8 +532,36 @@ std::shared_ptr<detail::processor_state> make_state(asio::any_io_executor ex,
     if (!dispatcher)
         dispatcher = std::make_shared<http_event_dispatcher>(strand, cfg.endpoint, cfg.http,
                                                              cfg.tls, hooks.resolver);
-    return std::make_shared<detail::processor_state>(std::move(ex), std::move(strand), cfg,
-                                                     std::move(hooks), std::move(dispatcher));
+    // The spool opens here, in the caller's thread: a bad spool.dir throws from the constructor.
+    std::unique_ptr<detail::spool::worker> spool;
+    std::uint64_t recovered_records = 0, recovered_events = 0;
+    if (!cfg.spool.dir.empty()) {
+        detail::spool::store_options o;
+        o.dir = cfg.spool.dir;
+        o.max_bytes = cfg.spool.max_bytes;
+        o.segment_bytes = cfg.spool.segment_bytes;
+        o.fsync = cfg.spool.fsync == spool_fsync::none ? detail::spool::fsync_policy::none
+                  : cfg.spool.fsync == spool_fsync::every_batch
+                      ? detail::spool::fsync_policy::every_batch
+                      : detail::spool::fsync_policy::interval;
+        o.fsync_interval = cfg.spool.fsync_interval;
+        auto st = std::make_unique<detail::spool::store>(
+            o, hooks.spool_fs ? hooks.spool_fs : detail::spool::make_posix_file_system());
+        recovered_records = st->counters().recovered_records;
+        recovered_events = st->counters().recovered_events;
+        const auto sync_every =
+            cfg.spool.fsync == spool_fsync::interval
+                ? std::max(std::chrono::milliseconds(1), cfg.spool.fsync_interval / 2)
+                : std::chrono::milliseconds(0);
+        spool =
+            std::make_unique<detail::spool::worker>(std::move(st), cfg.spool.max_age, sync_every);
+    }
+    auto state = std::make_shared<detail::processor_state>(
+        std::move(ex), std::move(strand), cfg, std::move(hooks), std::move(dispatcher),
+        std::move(spool), recovered_records, recovered_events);
+    if (state->spool)
+        asio::post(state->strand, [state] { state->run_actions(); });
+    return state;
 }
 
 }  // namespace

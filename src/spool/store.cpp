@@ -250,6 +250,7 @@ struct store::impl {
         file_handle acks;
         bool acks_dirty = false;
         std::deque<std::uint64_t> queue;  // ids for next(), in order
+        std::uint64_t unread = 0;         // records queued for next()
         std::uint64_t unsettled = 0;
         bool keep = false;  // holds something we do not read: never removed
         bool removed = false;
@@ -429,6 +430,7 @@ struct store::impl {
                     ++unread_records;
                     unread_events += r.events;
                     unread_bytes += r.payload_len;
+                    ++d->unread;
                     d->queue.push_back(r.id);
                 }
                 seg.recs.push_back(r);
@@ -694,6 +696,7 @@ struct store::impl {
             --unread_records;
             unread_events -= r.events;
             unread_bytes -= r.payload_len;
+            --d.unread;
         }
         --seg.unsettled;
         --d.unsettled;
@@ -853,6 +856,7 @@ struct store::impl {
         ctr.bytes_written += frame_len;
         if (read_back) {
             own.queue.push_back(id);
+            ++own.unread;
             ++unread_records;
             unread_events += meta.event_count;
             unread_bytes += body.size();
@@ -910,6 +914,7 @@ struct store::impl {
                 --unread_records;
                 unread_events -= r->events;
                 unread_bytes -= r->payload_len;
+                --d.unread;
                 if (max_age.count() > 0 &&
                     now_ms > r->created_ms + static_cast<std::uint64_t>(max_age.count())) {
                     ++ctr.expired_records;
@@ -929,6 +934,23 @@ struct store::impl {
             }
         }
         return std::nullopt;
+    }
+
+    // A record handed out (or appended without read_back) goes back to the queue, in id order.
+    void release(record_ref ref) {
+        if (ref.origin > adopted.size())
+            return;
+        auto& d = *dir_of(ref.origin);
+        auto [seg, r] = find(d, ref.id);
+        if (r == nullptr || r->settled || r->queued)
+            return;
+        r->queued = true;
+        ++d.unread;
+        ++unread_records;
+        unread_events += r->events;
+        unread_bytes += r->payload_len;
+        auto it = std::lower_bound(d.queue.begin(), d.queue.end(), ref.id);
+        d.queue.insert(it, ref.id);
     }
 
     // ---- syncing and closing ------------------------------------------------------------------
@@ -1029,6 +1051,19 @@ std::optional<record> store::next(std::uint64_t now_ms, std::chrono::millisecond
 
 std::uint64_t store::unread_records() const noexcept {
     return impl_->unread_records;
+}
+std::uint64_t store::unread_own_records() const noexcept {
+    return impl_->own.unread;
+}
+std::uint64_t store::unread_adopted_records() const noexcept {
+    return impl_->unread_records - impl_->own.unread;
+}
+void store::release(record_ref r) {
+    try {
+        impl_->release(r);
+    } catch (...) {
+        degraded_ = true;  // an allocation failure: the record stays where it was
+    }
 }
 std::uint64_t store::unread_events() const noexcept {
     return impl_->unread_events;

@@ -151,9 +151,17 @@ public:
     /// A record returned by next() is not returned again by this store.
     std::optional<record> next(std::uint64_t now_ms, std::chrono::milliseconds max_age);
 
+    /// Returns a record handed out by next(), or appended with read_back false, to the
+    /// unread records: a later next() returns it again (its memory copy was dropped). An
+    /// unknown or settled ref is ignored.
+    void release(record_ref r);
+
     /// Records (own read_back ones and adopted ones) not yet returned by next(), and their
     /// events and body bytes.
     std::uint64_t unread_records() const noexcept;
+    /// Of unread_records(): those of the own directory, and those of adopted ones.
+    std::uint64_t unread_own_records() const noexcept;
+    std::uint64_t unread_adopted_records() const noexcept;
     std::uint64_t unread_events() const noexcept;
     std::uint64_t unread_bytes() const noexcept;
 

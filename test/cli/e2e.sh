@@ -13,6 +13,10 @@
 #       bench --url URL where nothing listens: exit status 3; the processor finds the endpoint
 #       down (an outage, probed) and holds every event until --close-timeout, then drops them
 #       as close_deadline; the sync baselines count connect_failed.
+#   e2e.sh EVDISPATCH spool
+#       bench --spool-dir against a port that refuses: every event is left in the spool at
+#       close; `spool inspect` counts them; `spool drain --url` delivers them to a collector
+#       started afterwards (exit 0), and the spool is empty after.
 #   e2e.sh EVDISPATCH usage OPTION ARGS...
 #       `evdispatch ARGS...` must exit with status 2, print nothing on stdout and name OPTION
 #       on stderr.
@@ -68,17 +72,11 @@ run_bench() {
     bench_rc=$?
 }
 
-case $what in
-receiver)
-    scheme=$1
-    baseline=$2
-    set -- --listen 127.0.0.1:0 --fail-every 4 --fail-status 503 --duration 600s --quiet
-    case $scheme in
-        http) ;;
-        https | https-untrusted) set -- "$@" --tls-self-signed "$tmp/tls" ;;
-        *) fail "unknown scheme $scheme" ;;
-    esac
-    "$evd" collector "$@" >"$tmp/collector.out" 2>"$tmp/collector.err" &
+# Starts `evdispatch collector ARGS...` in the background on 127.0.0.1 (a free port); sets
+# collector_pid and port.
+start_collector() {
+    "$evd" collector --listen 127.0.0.1:0 --duration 600s --quiet "$@" \
+        >"$tmp/collector.out" 2>"$tmp/collector.err" &
     collector_pid=$!
     port=
     tries=0
@@ -90,6 +88,29 @@ receiver)
         port=$(sed -n 's/^evdispatch collector listening on .* (port \([0-9][0-9]*\))$/\1/p' \
             "$tmp/collector.out")
     done
+}
+
+# Stops the collector started by start_collector; its final counters go to $tmp/final.json.
+stop_collector() {
+    kill -TERM "$collector_pid"
+    wait "$collector_pid"
+    collector_rc=$?
+    collector_pid=
+    [ "$collector_rc" -eq 0 ] || fail "the collector exited with status $collector_rc"
+    sed -n 's/^final: //p' "$tmp/collector.out" >"$tmp/final.json"
+}
+
+case $what in
+receiver)
+    scheme=$1
+    baseline=$2
+    set -- --fail-every 4 --fail-status 503
+    case $scheme in
+        http) ;;
+        https | https-untrusted) set -- "$@" --tls-self-signed "$tmp/tls" ;;
+        *) fail "unknown scheme $scheme" ;;
+    esac
+    start_collector "$@"
     case $scheme in
         http) url=http://127.0.0.1:$port/v1/events; set -- ;;
         https) url=https://localhost:$port/v1/events; set -- --ca-file "$tmp/tls/ca.pem" ;;
@@ -98,12 +119,7 @@ receiver)
     run_bench --url "$url" "$@" --events 5000 --producers 2 --baseline "$baseline" \
         --baseline-duration 1s --close-timeout 60s
 
-    kill -TERM "$collector_pid"
-    wait "$collector_pid"
-    collector_rc=$?
-    collector_pid=
-    [ "$collector_rc" -eq 0 ] || fail "the collector exited with status $collector_rc"
-    sed -n 's/^final: //p' "$tmp/collector.out" >"$tmp/final.json"
+    stop_collector
 
     if [ "$scheme" = https-untrusted ]; then
         [ "$bench_rc" -eq 3 ] || fail "bench exited with status $bench_rc, expected 3"
@@ -188,6 +204,34 @@ unreachable)
     *) fail "unknown baseline $baseline" ;;
     esac
     grep -q 'no event was delivered' "$tmp/bench.err" || fail "bench did not say why it exits 3"
+    ;;
+
+spool)
+    mkdir "$tmp/spool"
+    run_bench --url http://127.0.0.1:1/v1/events --events 2000 --producers 2 --baseline none \
+        --close-timeout 1s --spool-dir "$tmp/spool"
+    [ "$bench_rc" -eq 3 ] || fail "bench exited with status $bench_rc, expected 3"
+    check_json "$tmp/bench.out" \
+        "d['accepted'] == 2000 and d['delivered'] == 0" \
+        "d['dropped'] == {}" \
+        "d['left_in_spool'] == 2000" \
+        "d['accounting_balanced'] is True"
+    timeout 60 "$evd" spool inspect "$tmp/spool" --json >"$tmp/inspect.out" 2>"$tmp/inspect.err" ||
+        fail "spool inspect failed"
+    check_json "$tmp/inspect.out" "d['events'] == 2000" "d['records'] > 0"
+    start_collector
+    timeout 120 "$evd" spool drain "$tmp/spool" --url "http://127.0.0.1:$port/v1/events" --json \
+        >"$tmp/drain.out" 2>"$tmp/drain.err"
+    drain_rc=$?
+    [ "$drain_rc" -eq 0 ] || fail "spool drain exited with status $drain_rc, expected 0"
+    check_json "$tmp/drain.out" \
+        "d['recovered'] == 2000 and d['delivered'] == 2000" \
+        "d['dropped'] == {} and d['left_in_spool'] == 0"
+    timeout 60 "$evd" spool inspect "$tmp/spool" --json >"$tmp/inspect.out" 2>"$tmp/inspect.err" ||
+        fail "spool inspect failed"
+    check_json "$tmp/inspect.out" "d['events'] == 0"
+    stop_collector
+    check_json "$tmp/final.json" "d['unique_events'] == 2000" "d['rejected'] == 0"
     ;;
 
 usage)

@@ -62,6 +62,11 @@ struct harness {
     std::optional<bool> closed_with_deadline;
     std::optional<clock::time_point> timer;
     int shutdowns = 0, resumes = 0, logs = 0;
+    // The disk spool, as the shell would see it (the tests play the spool's part).
+    std::vector<spool_write_action> spool_writes;  // not answered yet
+    std::vector<spool_write_action> all_spool_writes;
+    std::vector<std::size_t> spool_reads;  // max_bytes of unanswered reads
+    std::vector<spool_ref> acks, releases;
 
     void collect() {
         for (auto& a : p.take_actions(scratch)) {
@@ -87,6 +92,13 @@ struct harness {
                         in_flight.clear();
                     } else if constexpr (std::is_same_v<T, resume_drain_action>) {
                         ++resumes;
+                    } else if constexpr (std::is_same_v<T, spool_write_action>) {
+                        spool_writes.push_back(x);
+                        all_spool_writes.push_back(x);
+                    } else if constexpr (std::is_same_v<T, spool_read_action>) {
+                        spool_reads.push_back(x.max_bytes);
+                    } else if constexpr (std::is_same_v<T, spool_settle_action>) {
+                        (x.release ? releases : acks).push_back(x.ref);
                     } else {
                         ++logs;
                     }
@@ -162,6 +174,31 @@ struct harness {
     void close(clock::duration deadline) {
         p.begin_close(pushed, now + deadline, now);
         collect();
+    }
+
+    // Answers the oldest unanswered spool write: stored as own record `ref`, or refused.
+    spool_ref written(std::uint64_t ref, error_code ec = {}) {
+        REQUIRE_FALSE(spool_writes.empty());
+        const auto w = spool_writes.front();
+        spool_writes.erase(spool_writes.begin());
+        p.on_spool_written(w.id, ec, {0, ref}, now);
+        collect();
+        return {0, ref};
+    }
+    // Answers the pending spool read with `batches` (and the spool's status after it).
+    void read_back(std::vector<spool_replay> batches, spool_read_status st = {}) {
+        REQUIRE(spool_reads.size() == 1);
+        spool_reads.clear();
+        p.on_spool_read(std::move(batches), st, now);
+        collect();
+    }
+    // A batch as the spool returns it: `events` events of 100 bytes.
+    spool_replay replay(std::uint32_t origin, std::uint64_t ref, std::size_t events) const {
+        auto le = std::make_shared<log_event>();
+        le->url = ctx->endpoint;
+        le->event_count = events;
+        le->body = std::string(100 * events, 'x');
+        return {{origin, ref}, std::move(le), 1s};
     }
 
     std::uint64_t dropped(drop_reason r) const {
@@ -734,4 +771,214 @@ TEST_CASE("pipeline health: close during an outage ends at the deadline",
     REQUIRE(h.closed_with_deadline);
     CHECK(*h.closed_with_deadline);
     CHECK(h.dropped(drop_reason::close_deadline) == 12);
+}
+
+// ---- the disk spool --------------------------------------------------------------------------
+
+namespace {
+
+pipeline_config spool_config_for_tests(pipeline_spool mode = pipeline_spool::overflow) {
+    auto c = health_config_for_tests();
+    c.spool = mode;
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("pipeline spool: a down endpoint's batches go to disk but the next probe, and come back",
+          "[unit][pipeline][spool]") {
+    harness h(spool_config_for_tests());
+    h.events(12);  // 4 batches in flight
+    for (int i = 0; i < 4; ++i)
+        h.fail_503();
+    REQUIRE(h.p.state_of(h.ctx->endpoint) == endpoint_state::down);
+    // One held batch stays in memory for the probe; the three others are written to disk.
+    CHECK(h.p.counters().held_events == 3);
+    REQUIRE(h.spool_writes.size() == 3);
+    for (const auto& w : h.spool_writes)
+        CHECK(w.read_back);
+    CHECK(h.p.counters().spooling_events == 9);
+    for (std::uint64_t ref = 1; ref <= 3; ++ref)
+        h.written(ref);
+    CHECK(h.p.counters().spooled_events == 9);
+    CHECK(h.p.counters().spooled_bytes > 0);
+    CHECK(h.p.counters().spool_writes == 3);
+    CHECK(h.p.counters().waiting_bytes() == h.p.counters().held_bytes);  // the rest left memory
+    // More events while down: their batches go to disk too.
+    h.events(3);
+    REQUIRE(h.spool_writes.size() == 1);
+    h.written(4);
+    CHECK(h.p.counters().spooled_events == 12);
+    CHECK(h.spool_reads.empty());  // nothing is read back while the endpoint is down
+
+    // The probe succeeds: the endpoint is up, and the spool is read back.
+    h.until_next_send();
+    h.ok();
+    REQUIRE(h.p.state_of(h.ctx->endpoint) == endpoint_state::up);
+    REQUIRE(h.spool_reads.size() == 1);
+    std::vector<spool_replay> back;
+    for (std::uint64_t ref = 1; ref <= 4; ++ref)
+        back.push_back(h.replay(0, ref, 3));
+    h.read_back(std::move(back));
+    CHECK(h.p.counters().spooled_events == 0);
+    CHECK(h.p.counters().spool_reads == 4);
+    while (!h.in_flight.empty())
+        h.ok();
+    CHECK(h.p.counters().delivered == 15);
+    CHECK(h.p.counters().pending() == 0);
+    CHECK(h.p.counters().dropped_total() == 0);
+    // Every record read back is acknowledged once delivered.
+    std::vector<std::uint64_t> acked;
+    for (const auto& a : h.acks)
+        acked.push_back(a.id);
+    std::sort(acked.begin(), acked.end());
+    CHECK(acked == std::vector<std::uint64_t>{1, 2, 3, 4});
+}
+
+TEST_CASE("pipeline spool: past half the memory room, batches go to disk",
+          "[unit][pipeline][spool]") {
+    auto cfg = spool_config_for_tests();
+    cfg.max_in_flight = 1;
+    cfg.backlog_max_bytes = 8 * 1024;
+    cfg.batch.max_batch_bytes = 2 * 1024;
+    harness h(cfg);
+    h.events(60, 200);  // 20 batches of ~700 bytes: 1 in flight, the rest wait
+    const auto& c = h.p.counters();
+    CHECK(c.queued_bytes <= cfg.backlog_max_bytes / 2);
+    CHECK_FALSE(h.spool_writes.empty());
+    CHECK(c.dropped_total() == 0);
+    CHECK(c.queued_events + c.spooling_events + c.in_flight_events == 60);
+}
+
+TEST_CASE("pipeline spool: the close deadline leaves what is not delivered in the spool",
+          "[unit][pipeline][spool]") {
+    harness h(spool_config_for_tests());
+    h.events(12);
+    for (int i = 0; i < 4; ++i)
+        h.answer(0, make_error_code(error::connect_failed));
+    for (std::uint64_t ref = 1; ref <= 3; ++ref)
+        h.written(ref);  // 3 batches on disk, 1 held in memory
+    h.events(2);         // an open batch
+    h.close(1s);
+    // Closing closes the open batch; its endpoint is down, so it goes to disk too.
+    REQUIRE(h.spool_writes.size() == 1);
+    CHECK(h.spool_writes[0].read_back);
+    h.advance(1s);
+    // At the deadline the batch kept in memory (out as a probe by now) is written for a later
+    // processor; the ones on disk stay there. Close waits for the writes.
+    REQUIRE(h.spool_writes.size() == 2);
+    CHECK_FALSE(h.spool_writes[1].read_back);
+    CHECK_FALSE(h.closed_with_deadline);
+    h.written(4);
+    h.written(5);
+    REQUIRE(h.closed_with_deadline);
+    CHECK(h.p.counters().left_in_spool == 14);
+    CHECK(h.p.counters().dropped_total() == 0);
+    CHECK(h.p.counters().pending() == 0);
+    CHECK(h.acks.empty());  // nothing settled: a later processor delivers them
+}
+
+TEST_CASE("pipeline spool: a refused write goes back to memory, or is dropped as spool_full",
+          "[unit][pipeline][spool]") {
+    SECTION("room in memory: held there; no write is tried for a while") {
+        harness h(spool_config_for_tests());
+        h.events(12);
+        for (int i = 0; i < 4; ++i)
+            h.fail_503();
+        REQUIRE(h.spool_writes.size() == 3);
+        h.written(0, make_error_code(error::spool_write_failed));
+        CHECK(h.p.counters().spool_write_failures == 1);
+        CHECK(h.p.counters().held_events == 6);  // back in memory
+        h.written(0, make_error_code(error::spool_write_failed));
+        h.written(0, make_error_code(error::spool_write_failed));
+        CHECK(h.p.counters().held_events == 12);
+        h.events(3);
+        CHECK(h.spool_writes.empty());  // the spool rests after a refusal
+        CHECK(h.p.counters().held_events == 15);
+        CHECK(h.p.counters().dropped_total() == 0);
+    }
+    SECTION("no room in memory either: dropped with reason spool_full") {
+        auto cfg = spool_config_for_tests();
+        cfg.backlog_max_bytes = 4 * 1024;
+        cfg.batch.max_batch_bytes = 2 * 1024;
+        harness h(cfg);
+        h.events(12);
+        for (int i = 0; i < 4; ++i)
+            h.fail_503();
+        h.events(30, 300);  // fills memory while the writes are unanswered
+        while (!h.spool_writes.empty())
+            h.written(0, make_error_code(error::spool_full));
+        CHECK(h.dropped(drop_reason::spool_full) > 0);
+        CHECK(h.dropped(drop_reason::backlog_full) == 0);
+        CHECK(h.p.counters().waiting_bytes() <= cfg.backlog_max_bytes);
+    }
+}
+
+TEST_CASE("pipeline spool: recovered batches are their own inflow", "[unit][pipeline][spool]") {
+    harness h(spool_config_for_tests());
+    h.p.on_spool_open(3, 9, h.now);
+    h.collect();
+    CHECK(h.p.counters().recovered == 9);
+    CHECK(h.p.counters().pending_recovered() == 9);
+    REQUIRE(h.spool_reads.size() == 1);
+    spool_read_status st;
+    st.skipped_corrupt_events = 3;  // one of them failed its checksum
+    h.read_back({h.replay(1, 7, 3), h.replay(1, 9, 3)}, st);
+    REQUIRE(h.in_flight.size() == 2);
+    h.ok();
+    h.answer(0, make_error_code(error::http_status), 400);
+    const auto& c = h.p.counters();
+    CHECK(c.delivered_recovered == 3);
+    CHECK(c.dropped_recovered[std::size_t(drop_reason::rejected_4xx)] == 3);
+    CHECK(c.dropped_recovered[std::size_t(drop_reason::spool_corrupt)] == 3);
+    CHECK(c.pending_recovered() == 0);
+    // The per-process identity is untouched.
+    CHECK(c.dequeued == 0);
+    CHECK(c.delivered == 0);
+    CHECK(c.dropped_total() == 0);
+    REQUIRE(h.acks.size() == 2);
+    CHECK(h.acks[0].origin == 1);
+}
+
+TEST_CASE("pipeline spool: mode always writes every batch before its first attempt",
+          "[unit][pipeline][spool]") {
+    harness h(spool_config_for_tests(pipeline_spool::always));
+    h.events(6);
+    CHECK(h.all_sends.empty());
+    REQUIRE(h.spool_writes.size() == 2);
+    CHECK_FALSE(h.spool_writes[0].read_back);
+    h.written(1);
+    CHECK(h.all_sends.size() == 1);
+    h.written(2);
+    CHECK(h.all_sends.size() == 2);
+    h.ok();
+    h.ok();
+    CHECK(h.p.counters().delivered == 6);
+    CHECK(h.acks.size() == 2);
+    SECTION("a refused write does not hold the batch back") {
+        h.events(3);
+        h.written(0, make_error_code(error::spool_write_failed));
+        CHECK(h.in_flight.size() == 1);
+    }
+}
+
+TEST_CASE("pipeline spool: own records that do not come back are dropped by reason",
+          "[unit][pipeline][spool]") {
+    harness h(spool_config_for_tests());
+    h.events(12);
+    for (int i = 0; i < 4; ++i)
+        h.fail_503();
+    for (std::uint64_t ref = 1; ref <= 3; ++ref)
+        h.written(ref);
+    h.until_next_send();
+    h.ok();  // up: read back
+    spool_read_status st;
+    st.skipped_corrupt_events = 3;  // record 2 failed its checksum
+    h.read_back({h.replay(0, 1, 3), h.replay(0, 3, 3)}, st);
+    while (!h.in_flight.empty())
+        h.ok();
+    CHECK(h.dropped(drop_reason::spool_corrupt) == 3);
+    CHECK(h.p.counters().delivered == 9);
+    CHECK(h.p.counters().pending() == 0);
+    CHECK(h.p.counters().dropped_recovered_total() == 0);
 }
