@@ -14,11 +14,11 @@ namespace evdispatch {
 /// One processor's directory in a spool.
 struct spool_dir_info {
     std::string path;
-    bool in_use = false;         ///< Locked by a running process now.
-    std::uint64_t segments = 0;  ///< Spool files.
-    std::uint64_t records = 0;   ///< Batches not yet settled (intact).
-    std::uint64_t events = 0;    ///< Their events.
-    std::uint64_t bytes = 0;     ///< Their request body bytes.
+    bool in_use = false;                  ///< Locked by a running process now.
+    std::uint64_t segments = 0;           ///< Spool files.
+    std::uint64_t records = 0;            ///< Batches not yet settled (intact).
+    std::uint64_t events = 0;             ///< Their events.
+    std::uint64_t bytes = 0;              ///< Their request body bytes.
     std::uint64_t acked_records = 0;      ///< Settled batches whose file is not removed yet.
     std::uint64_t oldest_created_ms = 0;  ///< Unix time (ms) of the oldest batch; 0: none.
     std::uint64_t corrupt_records = 0;    ///< Batches whose body failed its checksum.

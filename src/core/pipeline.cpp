@@ -866,9 +866,10 @@ void pipeline::on_spool_written(std::uint64_t id, error_code ec, spool_ref ref,
     after_work(now);
 }
 
-// Reads back when every endpoint is up and at least three quarters of the memory room are
-// free, about a quarter of the room at a time: replay interleaves with live batches and never
-// fills memory.
+// Reads back when every endpoint is up and the batches waiting in memory leave room for a
+// quarter of the memory room below its half (where spilling starts), a quarter at a time:
+// replay interleaves with live batches, and what is read back is not spilled again while the
+// endpoint keeps up. (With a room of about one batch: only when nothing waits.)
 void pipeline::maybe_read(clock::time_point now) {
     if (cfg_.spool == pipeline_spool::off || read_pending_ || deadline_passed_ ||
         now < read_retry_at_)
@@ -880,7 +881,7 @@ void pipeline::maybe_read(clock::time_point now) {
         if (ep.state != endpoint_state::up)
             return;
     const std::size_t quarter = std::max(cfg_.backlog_max_bytes / 4, cfg_.batch.max_batch_bytes);
-    if (ctr_.waiting_bytes() + quarter > cfg_.backlog_max_bytes)
+    if (ctr_.waiting_bytes() + quarter > std::max(cfg_.backlog_max_bytes / 2, quarter))
         return;
     read_pending_ = true;
     actions_.emplace_back(spool_read_action{quarter});

@@ -117,10 +117,9 @@ void worker::read(std::size_t max_bytes, read_done done) {
                 le->body = std::move(rec->body);
                 bytes += le->body.size();
                 const auto created = rec->meta.created_ms;
-                r.batches.push_back(
-                    {{rec->origin, rec->id},
-                     std::move(le),
-                     std::chrono::milliseconds(now > created ? now - created : 0)});
+                r.batches.push_back({{rec->origin, rec->id},
+                                     std::move(le),
+                                     std::chrono::milliseconds(now > created ? now - created : 0)});
             }
             const auto& after = store_->counters();
             r.skipped_corrupt_events = after.corrupt_events - before.corrupt_events;

@@ -181,8 +181,7 @@ TEST_CASE("spool: a kill -9 loses no batch that was spooled (mode always, fsync 
         CAPTURE(round);
         temp_dir dir;
         const auto refused = test::refused_port();
-        const std::string dead_url =
-            "http://127.0.0.1:" + std::to_string(refused) + "/v1/events";
+        const std::string dead_url = "http://127.0.0.1:" + std::to_string(refused) + "/v1/events";
         int fds[2];
         REQUIRE(::pipe(fds) == 0);
         const pid_t child = ::fork();
@@ -250,8 +249,8 @@ TEST_CASE("spool: a kill -9 loses no batch that was spooled (mode always, fsync 
     // The rounds did spool and report batches (not a loop that killed every child at birth).
     CHECK(reported_total >= rounds);
     CHECK(recovered_total >= reported_total * 5);
-    WARN("kill -9 rounds: " << reported_total << " batches reported spooled, "
-                            << recovered_total << " events recovered and delivered");
+    WARN("kill -9 rounds: " << reported_total << " batches reported spooled, " << recovered_total
+                            << " events recovered and delivered");
 }
 
 TEST_CASE("spool: bad configuration is refused at construction, naming the field",
@@ -274,8 +273,8 @@ TEST_CASE("spool: bad configuration is refused at construction, naming the field
              x.spool.max_bytes = 1 << 20;
          },
          "spool.max_bytes"},
-        {"segment smaller than a batch",
-         [](processor_config& x) { x.spool.segment_bytes = 1024; }, "spool.segment_bytes"},
+        {"segment smaller than a batch", [](processor_config& x) { x.spool.segment_bytes = 1024; },
+         "spool.segment_bytes"},
     }));
     CAPTURE(c.name);
     processor_config cfg;
