@@ -5,7 +5,9 @@
 #   bench/outage.sh [EVDISPATCH] [DOWN] [RATE] [DURATION] [extra bench options...]
 # Defaults: ./build/release/evdispatch, 30s, 20000, 45s. EVDISPATCH may be another build (an
 # earlier version) to compare; the receiver is always ./build/release/evdispatch.
-# Only 127.0.0.1 is used; the collector stops by itself (--duration) and on exit (trap).
+# Only 127.0.0.1 is used; the collector stops when the script ends (trap), or after an hour.
+# With the disk spool (docs/delivery.md, "Disk spool"), e.g. a 10-minute outage:
+#   bench/outage.sh ./build/release/evdispatch 600s 20000 780s --spool-dir DIR --spool-max-bytes 20000000000
 set -eu
 evd=${1:-./build/release/evdispatch}
 down=${2:-30s}
@@ -21,7 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 125' INT TERM HUP
-"$receiver" collector --listen 127.0.0.1:0 --down-after 200 --down-for "$down" --duration 600s \
+"$receiver" collector --listen 127.0.0.1:0 --down-after 200 --down-for "$down" --duration 3600s \
     --quiet >"$tmp/collector.out" 2>&1 &
 pid=$!
 port=

@@ -157,7 +157,10 @@ int run_drain(const std::string& dir, const option_parser& p) {
     {
         std::unique_ptr<batch_event_processor> proc;
         try {
-            proc = std::make_unique<batch_event_processor>(cfg, hooks);
+            // On the io_context's one thread, where the HTTP dispatcher runs too: a custom
+            // dispatcher is called from the processor's strand, and http_event_dispatcher
+            // must only be called from its own (single-threaded) executor.
+            proc = std::make_unique<batch_event_processor>(io.get_executor(), cfg, hooks);
         } catch (const boost::system::system_error& e) {
             throw usage_error(e.what());
         }
