@@ -8,7 +8,8 @@
 // Single-threaded: one store is used by one thread at a time (the processor's spool thread).
 // No Asio. All I/O goes through spool::file_system, so tests inject faults and crashes.
 //
-// On disk (docs/delivery.md, "Disk spool", has the full description):
+// On disk (docs/spool-format.md has the byte layout and the rules; docs/delivery.md, "Disk
+// spool", the guarantees):
 //   <dir>/<pid>-<start_ns>/LOCK            flock'd while a store owns the directory
 //   <dir>/<pid>-<start_ns>/seg-<first id, 20 digits>.evs   records, appended
 //   <dir>/<pid>-<start_ns>/acks.log        ids of settled records (CRC-framed), appended

@@ -280,3 +280,36 @@ TEST_CASE("spool matrix: a missing middle segment and a stale acks.log", "[unit]
     CHECK(decode_acks(std::string_view(acks).substr(file_header_size)).empty());
     CHECK(s.unread_records() == 0);
 }
+
+TEST_CASE("spool matrix: inspect counts corrupt records, events and bytes, changing nothing",
+          "[unit][spool]") {
+    const auto s = make_sample();
+    auto bytes = s.segment;
+    const auto header_len = get_u32(bytes.data() + s.off[1] + 8);
+    bytes[s.off[1] + header_len + 10] ^= 0x01;  // record 2's payload
+    const std::string junk(37, '#');
+    bytes.insert(s.off[2], junk);                       // before record 3
+    bytes += s.segment.substr(s.off[2], s.len[2] / 2);  // a torn copy of record 3
+    auto fs = std::make_shared<faulty_file_system>();
+    error_code ec;
+    fs->mkdir(root, ec);
+    fs->mkdir(orphan, ec);
+    fs->put(seg1, bytes);
+    fs->put(orphan + "/acks.log", acks_of({1}));
+    const auto rep = inspect(root, *fs);
+    REQUIRE(rep.dirs.size() == 1);
+    const auto& d = rep.dirs[0];
+    CHECK(d.path == orphan);
+    CHECK_FALSE(d.locked);
+    CHECK(d.segments == 1);
+    CHECK(d.records == 1);  // record 3
+    CHECK(d.events == 30);
+    CHECK(d.bytes == s.bodies[2].size());
+    CHECK(d.acked_records == 1);
+    CHECK(d.oldest_created_ms == 1003);
+    CHECK(d.corrupt_records == 1);
+    CHECK(d.corrupt_events == 20);
+    CHECK(d.corrupt_bytes == junk.size());
+    CHECK(fs->contents(seg1) == bytes);
+    CHECK_FALSE(fs->exists(orphan + "/LOCK"));
+}

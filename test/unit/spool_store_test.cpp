@@ -177,6 +177,22 @@ TEST_CASE("spool: segments rotate, and go once their records are settled", "[uni
     CHECK_FALSE(s.degraded());
 }
 
+TEST_CASE("spool: a record larger than segment_bytes gets a segment of its own", "[unit][spool]") {
+    temp_dir tmp;
+    auto fs = make_posix_file_system();
+    auto o = options(tmp.path());
+    o.segment_bytes = 1000;
+    store s(o, fs);
+    REQUIRE_FALSE(s.append(meta_of(1), body_of(1, 100), true).first);
+    REQUIRE_FALSE(s.append(meta_of(2), body_of(2, 5000), true).first);
+    REQUIRE_FALSE(s.append(meta_of(3), body_of(3, 100), true).first);
+    CHECK(files_named(s.path(), "seg-").size() == 3);
+    const auto recs = drain(s);
+    REQUIRE(recs.size() == 3);
+    CHECK(recs[1].body == body_of(2, 5000));
+    CHECK(files_named(s.path(), "seg-").size() == 1);  // the sealed ones went
+}
+
 TEST_CASE("spool: max_bytes refuses with spool_full, never blocks, and frees as acks come",
           "[unit][spool]") {
     temp_dir tmp;
