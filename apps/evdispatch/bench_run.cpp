@@ -490,14 +490,18 @@ struct sync_totals {
 };
 
 // A producer of a sync baseline: one blocking POST per event through its own sync_client (its
-// own io_context and connection), made and destroyed on the producer thread. Failures are
+// own io_context, connection and TLS context), made and destroyed on the producer thread.
+// Nothing is shared between producers: OpenSSL may share an SSL_CTX across threads, but its
+// lazily filled certificate caches then race as far as ThreadSanitizer can see (libcrypto is
+// not instrumented), and a synchronous SDK per thread would have its own anyway. Failures are
 // counted by reason, as the processor counts drops. After a failed connect the producer waits
 // before its next event: 10 ms, doubling up to 250 ms, reset by a connection that works; a
 // receiver that is down then costs a few attempts per second per producer, not a busy loop.
 class sync_producer {
 public:
-    sync_producer(const test::sync_client_config& cfg, asio::ssl::context* tls, sync_totals& totals)
-        : client_(cfg, tls), totals_(totals) {}
+    sync_producer(const test::sync_client_config& cfg, std::unique_ptr<asio::ssl::context> tls,
+                  sync_totals& totals)
+        : tls_(std::move(tls)), client_(cfg, tls_.get()), totals_(totals) {}
 
     bool submit(event_ptr ev) {
         std::string body = test::single_event_body(*ev);
@@ -526,6 +530,7 @@ public:
     }
 
 private:
+    std::unique_ptr<asio::ssl::context> tls_;  // before client_, which uses it
     test::sync_client client_;
     sync_totals& totals_;
     std::chrono::milliseconds backoff_{0};
@@ -554,9 +559,6 @@ run_result run_sync_baseline(const bench_options& o, const std::string& url, col
     cc.connect_timeout = o.proc.http.connect_timeout;
     cc.request_timeout = o.proc.http.request_timeout;
     cc.max_response_bytes = o.proc.http.max_response_bytes;
-    std::unique_ptr<asio::ssl::context> tls;
-    if (cc.url.tls)
-        tls = test::make_sync_tls_context(o.proc.tls.ca_file);
 
     const collector_delta at_collector(col);
     bench_options bo = o;
@@ -570,8 +572,12 @@ run_result run_sync_baseline(const bench_options& o, const std::string& url, col
     const auto start = clock::now();
     tick_calibration cal;
     drive_producers(
-        bo, ctx, [&](unsigned) { return sync_producer(cc, tls.get(), totals); }, hist, submitted,
-        true);
+        bo, ctx,
+        [&](unsigned) {
+            return sync_producer(
+                cc, cc.url.tls ? test::make_sync_tls_context(o.proc.tls.ca_file) : nullptr, totals);
+        },
+        hist, submitted, true);
     const double ns_per_tick = cal.ns_per_tick();
     const auto finish = clock::now();
     r.submitted = submitted;
