@@ -762,8 +762,7 @@ void pipeline::spool_write(batch_record&& rec, spool_purpose purpose, clock::tim
 // (the memory) released with the record.
 void pipeline::add_spooled(const batch_record& rec) {
     const std::uint64_t ref = rec.disk->id;
-    ctr_.spooled_events += rec.events();
-    ctr_.spooled_bytes += rec.bytes();
+    enter(stage::spooled, rec);
     if (!spooled_.empty() && spooled_.back().last + 1 == ref) {
         auto& run = spooled_.back();
         run.last = ref;
@@ -933,8 +932,7 @@ void pipeline::on_spool_read(std::vector<spool_replay>&& batches, const spool_re
             run.first = b.ref.id + 1;
             run.events -= std::min(run.events, std::uint64_t(rec.events()));
             run.bytes -= std::min(run.bytes, std::uint64_t(rec.bytes()));
-            ctr_.spooled_events -= std::min(ctr_.spooled_events, std::uint64_t(rec.events()));
-            ctr_.spooled_bytes -= std::min(ctr_.spooled_bytes, std::uint64_t(rec.bytes()));
+            leave(stage::spooled, rec);
             if (run.first > run.last)
                 lose_front();  // what is left of it was skipped
             ++ctr_.spool_reads;
