@@ -6,7 +6,7 @@
 // recording an impression is a lock-free hand-off and the request never waits on the network.
 // SIGINT/SIGTERM: stop accepting, deliver what is left within a deadline, exit.
 //
-//   evdispatch_example_beast_server [--port 8080] [--threads 4] [--datafile FILE]
+//   evdispatch_example_beast_server [--port 8080 (0: any)] [--threads 4] [--datafile FILE]
 //                                   [--endpoint URL]   (default: an embedded collector)
 //
 // `--demo` measures that promise on loopback: it starts an evdispatch collector that answers
