@@ -740,7 +740,6 @@ bool pipeline::spill(batch_record& rec, clock::time_point now) {
         actions_.emplace_back(spool_settle_action{*rec.disk, true});
         if (rec.recovered) {
             ++recovered_unread_;  // back on disk, unread; still pending_recovered
-            ctr_.recovered_read -= rec.events();
         } else {
             add_spooled(rec);
         }
@@ -797,7 +796,6 @@ void pipeline::lose_spooled(std::uint64_t events, std::uint64_t bytes,
 // processor (written now when it is not there yet), or dropped without a spool.
 void pipeline::leave_behind(batch_record&& rec, clock::time_point now) {
     if (rec.recovered) {
-        ctr_.recovered_read -= rec.events();
         return;  // still in its spool, unacknowledged: pending for the next processor
     }
     if (rec.disk) {
@@ -917,7 +915,6 @@ void pipeline::on_spool_read(std::vector<spool_replay>&& batches, const spool_re
         if (b.ref.origin != 0) {
             rec.recovered = true;
             rec.id = next_recovered_id_++;
-            ctr_.recovered_read += rec.events();
         } else {
             // Own records come back in spool-id order: runs before this id are lost.
             while (!spooled_.empty() && spooled_.front().last < b.ref.id)

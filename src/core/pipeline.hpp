@@ -96,7 +96,6 @@ struct pipeline_counters {
     std::uint64_t recovered = 0;
     std::uint64_t delivered_recovered = 0;
     std::array<std::uint64_t, drop_reason_count> dropped_recovered{};
-    std::uint64_t recovered_read = 0;          ///< Of `recovered`: read back so far.
     std::uint64_t recovered_memory_bytes = 0;  ///< Read back, waiting in memory to be sent.
 
     /// Events accepted into the pipeline and not settled.
