@@ -282,8 +282,14 @@ void pipeline::on_result(std::uint64_t id, error_code ec, const dispatch_result&
     ctr_.in_flight = in_flight_.size();
     leave(stage::in_flight, rec);
     const bool was_probe = rec.probe;
+    // Sent before its endpoint went down: its answer is news from before the outage. It settles
+    // the batch but says nothing about the endpoint now (only a probe ends an outage), or an
+    // answer overtaken by the failures that made the endpoint down would end the outage at
+    // once and the next attempts would begin another.
     rec.probe = false;
     endpoint& ep = endpoints_[rec.endpoint];
+    // (While an endpoint is not up, only its probe is sent to it.)
+    const bool stale = !was_probe && ep.state != endpoint_state::up;
 
     if (is_success(ec, r.status)) {
         (rec.recovered ? ctr_.delivered_recovered : ctr_.delivered) += rec.events();
@@ -291,7 +297,8 @@ void pipeline::on_result(std::uint64_t id, error_code ec, const dispatch_result&
         ++ctr_.batches_delivered;
         ctr_.bytes_sent += rec.bytes();
         report(std::move(rec), true, drop_reason{}, ec, r.status, r.message, now);
-        endpoint_ok(ep, now);
+        if (!stale)
+            endpoint_ok(ep, now);
         after_work(now);
         return;
     }
@@ -330,7 +337,7 @@ void pipeline::on_result(std::uint64_t id, error_code ec, const dispatch_result&
             after_work(now);
             return;
         }
-    } else if (r.status != 0 || was_probe) {
+    } else if ((r.status != 0 || was_probe) && !stale) {
         // The endpoint answered (or failed for a reason that is the batch's or the
         // configuration's, not its availability): it is up.
         endpoint_ok(ep, now);

@@ -658,6 +658,29 @@ TEST_CASE("pipeline health: outage attempts do not use up a batch's attempts",
     CHECK(max_attempts == 22);
 }
 
+TEST_CASE("pipeline health: an answer sent before the outage settles its batch, not the outage",
+          "[unit][pipeline][health]") {
+    harness h(health_config_for_tests());
+    h.events(12);
+    REQUIRE(h.in_flight.size() == 4);
+    for (int i = 0; i < 3; ++i)
+        h.answer(0, make_error_code(error::connect_failed));
+    REQUIRE(h.p.state_of(h.ctx->endpoint) == endpoint_state::down);
+    // The fourth request was on its way before: its 2xx delivers it, the endpoint stays down.
+    h.ok();
+    CHECK(h.p.counters().delivered == 3);
+    CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::down);
+    CHECK(h.all_sends.size() == 4);  // nothing more sent before the probe
+    h.until_next_send();
+    REQUIRE(h.in_flight.size() == 1);
+    h.ok();  // the probe
+    CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::up);
+    while (!h.in_flight.empty())
+        h.ok();
+    CHECK(h.p.counters().delivered == 12);
+    CHECK(h.p.counters().outages == 1);
+}
+
 TEST_CASE("pipeline health: new batches for a down endpoint are held, not sent",
           "[unit][pipeline][health]") {
     harness h(health_config_for_tests());
@@ -679,10 +702,18 @@ TEST_CASE("pipeline health: a 429 with Retry-After pauses the endpoint for that 
     CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::down);  // at once, not after 3
     REQUIRE(h.timer);
     CHECK(*h.timer == h.now + 3000ms);
-    h.ok();  // the other batch was still in flight and is delivered: the endpoint is up
-    CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::up);
+    // The other batch was on its way before the 429: it is delivered, and the pause holds.
+    h.ok();
+    CHECK(h.p.counters().delivered == 3);
+    CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::down);
     h.events(3);
-    REQUIRE(h.in_flight.size() == 2);  // the held one goes again with the new one
+    CHECK(h.in_flight.empty());
+    CHECK(h.until_next_send() == 3000ms);  // the probe, when the pause is over
+    h.ok();
+    CHECK(h.p.state_of(h.ctx->endpoint) == endpoint_state::up);
+    REQUIRE(h.in_flight.size() == 1);  // the batch held behind it goes at once
+    h.ok();
+    CHECK(h.p.counters().delivered == 9);
 }
 
 TEST_CASE("pipeline health: no request before Retry-After passes", "[unit][pipeline][health]") {
