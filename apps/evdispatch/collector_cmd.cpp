@@ -11,8 +11,10 @@
 
 #include <boost/system/system_error.hpp>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <optional>
@@ -58,6 +60,8 @@ const char* collector_help =
     "other:\n"
     "  --duration T              stop by itself after T (default: run until SIGINT/SIGTERM)\n"
     "  --quiet                   no per-second stats lines\n"
+    "  --record FILE             when it stops, write the accepted batches to FILE, as one JSON\n"
+    "                            array of the request bodies in arrival order\n"
     "GET /stats on the collector answers its counters as JSON. Once listening, the first line\n"
     "on stdout is 'evdispatch collector listening on URL (port N)'.\n";
 
@@ -112,13 +116,35 @@ void write_self_signed(const std::string& dir, collector_config& cfg) {
     fs::permissions(cfg.tls_key_file, owner_only, fs::perm_options::replace, ec);
 }
 
+int write_failed(const std::string& file) {
+    std::fprintf(stderr, "evdispatch collector: cannot write --record file %s: %s\n", file.c_str(),
+                 std::strerror(errno));
+    return 1;
+}
+
 }  // namespace
 
 int run_collector(const args& a) {
-    option_parser p({"listen", "url-host", "tls-cert", "tls-key", "tls-self-signed", "threads",
-                     "status", "delay-ms", "max-body-bytes", "fault-script", "retry-after-status",
-                     "retry-after", "fail-every", "fail-status", "max-requests-per-connection",
-                     "down-after", "down-for", "refuse-for", "duration"},
+    option_parser p({"listen",
+                     "url-host",
+                     "tls-cert",
+                     "tls-key",
+                     "tls-self-signed",
+                     "threads",
+                     "status",
+                     "delay-ms",
+                     "max-body-bytes",
+                     "fault-script",
+                     "retry-after-status",
+                     "retry-after",
+                     "fail-every",
+                     "fail-status",
+                     "max-requests-per-connection",
+                     "down-after",
+                     "down-for",
+                     "refuse-for",
+                     "duration",
+                     "record"},
                     {"stall", "reset", "close-after-response", "drop-responses", "quiet", "help"});
     p.parse(a);
     if (p.flag("help")) {
@@ -171,6 +197,10 @@ int run_collector(const args& a) {
     faults.refuse_for = fault_duration(p, "refuse-for");
     const auto duration = p.ms("duration", std::chrono::milliseconds(0), "s");
     const bool quiet = p.flag("quiet");
+    const std::string record = p.str("record", "");
+    if (p.has("record") && record.empty())
+        throw usage_error("--record needs a file name");
+    cfg.keep_bodies = !record.empty();
     if (!self_signed_dir.empty()) {
         write_self_signed(self_signed_dir, cfg);
         if (cfg.url_host.empty())
@@ -223,6 +253,21 @@ int run_collector(const args& a) {
     }
     col.stop();
     std::printf("final: %s\n", to_json(col.stats()).c_str());
+    if (!record.empty()) {
+        // Accepted bodies passed the batch check: each is one JSON object.
+        std::string out = "[";
+        for (const auto& body : col.bodies()) {
+            if (out.size() > 1)
+                out += ",\n";
+            out += body;
+        }
+        out += "]\n";
+        std::FILE* f = std::fopen(record.c_str(), "wb");
+        const bool ok = f && std::fwrite(out.data(), 1, out.size(), f) == out.size();
+        const bool closed = f && std::fclose(f) == 0;
+        if (!ok || !closed)
+            return write_failed(record);
+    }
     return 0;
 }
 
