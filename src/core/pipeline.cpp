@@ -282,13 +282,13 @@ void pipeline::on_result(std::uint64_t id, error_code ec, const dispatch_result&
     ctr_.in_flight = in_flight_.size();
     leave(stage::in_flight, rec);
     const bool was_probe = rec.probe;
-    // Sent before its endpoint went down: its answer is news from before the outage. It settles
-    // the batch but says nothing about the endpoint now (only a probe ends an outage), or an
-    // answer overtaken by the failures that made the endpoint down would end the outage at
-    // once and the next attempts would begin another.
     rec.probe = false;
     endpoint& ep = endpoints_[rec.endpoint];
-    // (While an endpoint is not up, only its probe is sent to it.)
+    // Sent before its endpoint went down (while it is not up, only its probe is sent to it):
+    // the answer is news from before the outage. It settles the batch but says nothing about
+    // the endpoint now (only a probe ends an outage), or an answer overtaken by the failures
+    // that made the endpoint down would end the outage at once and the next attempts would
+    // begin another.
     const bool stale = !was_probe && ep.state != endpoint_state::up;
 
     if (is_success(ec, r.status)) {

@@ -29,6 +29,7 @@
 
 #include <pthread.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -275,15 +276,20 @@ std::string attribute_string(PyObject* obj, const char* name, bool optional_none
 
 // ---- the dispatcher -------------------------------------------------------------------------
 
+// The counts that are not 0, by reason name.
+py::dict by_reason(const std::array<std::uint64_t, drop_reason_count>& counts) {
+    py::dict out;
+    for (std::size_t i = 0; i < drop_reason_count; ++i)
+        if (counts[i])
+            out[py::str(std::string(to_string(static_cast<drop_reason>(i))))] = counts[i];
+    return out;
+}
+
 py::dict to_dict(const metrics_snapshot& m) {
     py::dict d;
     d["accepted"] = m.accepted;
     d["delivered"] = m.delivered;
-    py::dict dropped;
-    for (std::size_t i = 0; i < drop_reason_count; ++i)
-        if (m.dropped[i])
-            dropped[py::str(std::string(to_string(static_cast<drop_reason>(i))))] = m.dropped[i];
-    d["dropped"] = dropped;
+    d["dropped"] = by_reason(m.dropped);
     d["dropped_total"] = m.dropped_total();
     d["pending"] = m.pending;
     d["submitted"] = m.submitted();
@@ -319,16 +325,12 @@ py::dict to_dict(const metrics_snapshot& m) {
     return d;
 }
 
-py::dict to_dict(const close_report& r, bool timed_out) {
+py::dict to_dict(const close_report& r) {
     py::dict d;
     d["delivered"] = r.delivered;
     d["not_delivered"] = r.not_delivered;
-    py::dict dropped;
-    for (std::size_t i = 0; i < drop_reason_count; ++i)
-        if (r.dropped[i])
-            dropped[py::str(std::string(to_string(static_cast<drop_reason>(i))))] = r.dropped[i];
-    d["dropped"] = dropped;
-    d["deadline_passed"] = r.deadline_passed || timed_out;
+    d["dropped"] = by_reason(r.dropped);
+    d["deadline_passed"] = r.deadline_passed;
     d["spooled"] = r.spooled;
     d["metrics"] = to_dict(r.metrics);
     return d;
@@ -428,7 +430,7 @@ public:
             py::gil_scoped_release unlocked;
             r = fut.get();  // async_close never waits past its deadline
         }
-        return to_dict(r, false);
+        return to_dict(r);
     }
 
     py::dict metrics() { return to_dict(current()->metrics()); }
