@@ -17,6 +17,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <system_error>
@@ -60,8 +61,8 @@ const char* collector_help =
     "other:\n"
     "  --duration T              stop by itself after T (default: run until SIGINT/SIGTERM)\n"
     "  --quiet                   no per-second stats lines\n"
-    "  --record FILE             when it stops, write the accepted batches to FILE, as one JSON\n"
-    "                            array of the request bodies in arrival order\n"
+    "  --record FILE             when it stops, write the accepted batches to FILE (opened at\n"
+    "                            the start) as one JSON array of the bodies, in arrival order\n"
     "GET /stats on the collector answers its counters as JSON. Once listening, the first line\n"
     "on stdout is 'evdispatch collector listening on URL (port N)'.\n";
 
@@ -201,6 +202,13 @@ int run_collector(const args& a) {
     if (p.has("record") && record.empty())
         throw usage_error("--record needs a file name");
     cfg.keep_bodies = !record.empty();
+    // Opened now, so that a path that cannot be written is said before the run, not after.
+    std::unique_ptr<std::FILE, int (*)(std::FILE*)> record_file(nullptr, &std::fclose);
+    if (!record.empty()) {
+        record_file.reset(std::fopen(record.c_str(), "wb"));
+        if (!record_file)
+            throw usage_error("--record: cannot write " + record + ": " + std::strerror(errno));
+    }
     if (!self_signed_dir.empty()) {
         write_self_signed(self_signed_dir, cfg);
         if (cfg.url_host.empty())
@@ -262,9 +270,9 @@ int run_collector(const args& a) {
             out += body;
         }
         out += "]\n";
-        std::FILE* f = std::fopen(record.c_str(), "wb");
-        const bool ok = f && std::fwrite(out.data(), 1, out.size(), f) == out.size();
-        const bool closed = f && std::fclose(f) == 0;
+        std::FILE* f = record_file.release();
+        const bool ok = std::fwrite(out.data(), 1, out.size(), f) == out.size();
+        const bool closed = std::fclose(f) == 0;
         if (!ok || !closed)
             return write_failed(record);
     }
