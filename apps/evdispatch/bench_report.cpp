@@ -48,6 +48,14 @@ json::object to_json(const run_result& r) {
     o["recovered"] = r.recovered;
     o["delivered_recovered"] = r.delivered_recovered;
     o["dispatcher_cpu_ns_per_event"] = r.dispatcher_cpu_ns_per_event;
+    json::object cpu;
+    cpu["producers"] = r.producers_cpu_ns_per_event;
+    cpu["dispatcher"] = r.dispatcher_cpu_ns_per_event;
+    if (r.collector_cpu_ns_per_event >= 0)
+        cpu["collector"] = r.collector_cpu_ns_per_event;
+    else
+        cpu["collector"] = nullptr;  // not embedded: a receiver at --url
+    o["cpu_ns_per_event"] = std::move(cpu);
     o["peak_rss_mb"] = r.peak_rss_mb;
     o["accounting_balanced"] = r.balanced;
     return o;
@@ -148,8 +156,13 @@ void print_table(const run_result& r, const run_result* base) {
         row("left in spool / recovered",
             [&](const run_result& x) { return u(x.left_in_spool) + " / " + u(x.recovered); });
     }
-    row("dispatcher CPU ns/event",
+    row("CPU ns/event: producers",
+        [&](const run_result& x) { return f(x.producers_cpu_ns_per_event, 0); });
+    row("CPU ns/event: dispatcher",
         [&](const run_result& x) { return f(x.dispatcher_cpu_ns_per_event, 0); });
+    if (r.collector_cpu_ns_per_event >= 0)
+        row("CPU ns/event: collector",
+            [&](const run_result& x) { return f(x.collector_cpu_ns_per_event, 0); });
     row("peak RSS MB", [&](const run_result& x) { return f(x.peak_rss_mb, 1); });
     row("accepted == delivered+dropped",
         [&](const run_result& x) { return std::string(x.balanced ? "yes" : "NO"); });

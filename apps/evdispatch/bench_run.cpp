@@ -32,12 +32,15 @@
 #include <ctime>
 #include <deque>
 #include <exception>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <stop_token>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -48,6 +51,36 @@ using clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 namespace {
+
+// CPU time of the calling thread, in ns.
+std::uint64_t thread_cpu_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull +
+           static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// CPU time so far of this process's threads named `name` (the collector names its threads
+// "ev-collector"), in ns, from /proc/self/task/*/schedstat (time on a CPU, in ns).
+std::uint64_t named_threads_cpu_ns(std::string_view name) {
+    std::uint64_t total = 0;
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+        std::ifstream comm(task.path() / "comm");
+        std::string n;
+        if (!std::getline(comm, n) || n != name)
+            continue;
+        std::ifstream stat(task.path() / "schedstat");
+        std::uint64_t on_cpu = 0;
+        if (stat >> on_cpu)
+            total += on_cpu;
+    }
+    return total;
+}
+
+double per_event(std::uint64_t ns, std::uint64_t events) {
+    return events ? static_cast<double>(ns) / static_cast<double>(events) : 0;
+}
 
 double peak_rss_mb() {
     rusage ru{};
@@ -94,19 +127,25 @@ void set_process_percentiles(run_result& r, const std::vector<histogram>& hist,
 class collector_delta {
 public:
     explicit collector_delta(collector* col)
-        : col_(col), before_(col ? col->stats() : collector_stats{}) {}
+        : col_(col)
+        , before_(col ? col->stats() : collector_stats{})
+        , cpu_before_(col ? named_threads_cpu_ns("ev-collector") : 0) {}
 
+    // After r.delivered is set.
     void count(run_result& r) const {
         if (!col_)
             return;
         const auto now = col_->stats();
         r.duplicates = now.duplicates - before_.duplicates;
         r.collector_events = now.unique_events - before_.unique_events;
+        r.collector_cpu_ns_per_event =
+            per_event(named_threads_cpu_ns("ev-collector") - cpu_before_, r.delivered);
     }
 
 private:
     collector* col_;
     collector_stats before_;
+    std::uint64_t cpu_before_;
 };
 
 // Runs `o.producers` threads that build and hand over events until the count or the time is
@@ -115,16 +154,19 @@ private:
 // into hist[p]) and `void refused(clock::time_point end)` (called after a refusal, outside the
 // timing; `end` is when the run ends). `check_time_each_event`: look at the clock before every
 // event, not every 256 (for producers whose submit blocks). If a producer throws, the others
-// stop and the first exception is rethrown here once every producer has ended.
+// stop and the first exception is rethrown here once every producer has ended. Returns the
+// producer threads' CPU time, in ns.
 template <class MakeProducer>
-void drive_producers(const bench_options& o, const context_ptr& ctx, MakeProducer&& make_producer,
-                     std::vector<histogram>& hist, std::atomic<std::uint64_t>& submitted,
-                     bool check_time_each_event = false) {
+std::uint64_t drive_producers(const bench_options& o, const context_ptr& ctx,
+                              MakeProducer&& make_producer, std::vector<histogram>& hist,
+                              std::atomic<std::uint64_t>& submitted,
+                              bool check_time_each_event = false) {
     test::workload wl(ctx);
     const auto start = clock::now();
     const auto end = o.events ? clock::time_point::max() : start + o.duration;
     const std::uint64_t check_mask = check_time_each_event ? 0 : 255;
     std::atomic<bool> stop{false};  // set by a producer that throws
+    std::atomic<std::uint64_t> cpu_ns{0};
     hist.assign(o.producers, histogram{});
     std::vector<guarded_thread> ts;  // joined by their destructors if starting one throws
     ts.reserve(o.producers);
@@ -163,6 +205,7 @@ void drive_producers(const bench_options& o, const context_ptr& ctx, MakeProduce
                     if (!ok)
                         producer.refused(end);
                 }
+                cpu_ns += thread_cpu_ns();
             } catch (...) {
                 stop = true;
                 throw;
@@ -180,6 +223,7 @@ void drive_producers(const bench_options& o, const context_ptr& ctx, MakeProduce
     }
     if (first)
         std::rethrow_exception(first);
+    return cpu_ns.load();
 }
 
 // Producer of the evdispatch and mutex runs: hands events over with `submit`; after a refusal
@@ -321,14 +365,16 @@ private:
 
 // The mutex baseline's hand-off: the producers push into a bounded deque under a mutex (a
 // full deque refuses, like the ring); one consumer thread takes everything queued and hands it
-// to the processor.
-void drive_through_mutex_queue(const bench_options& o, const context_ptr& ctx,
-                               batch_event_processor& proc, std::vector<histogram>& hist,
-                               std::atomic<std::uint64_t>& submitted) {
+// to the processor. Returns the CPU time of the producers and the consumer (the hand-off's
+// side), in ns.
+std::uint64_t drive_through_mutex_queue(const bench_options& o, const context_ptr& ctx,
+                                        batch_event_processor& proc, std::vector<histogram>& hist,
+                                        std::atomic<std::uint64_t>& submitted) {
     std::mutex mu;
     std::condition_variable_any cv;
     std::deque<event_ptr> queue;
     bool producers_done = false;
+    std::atomic<std::uint64_t> consumer_cpu{0};
     guarded_thread consumer("ev-consumer", [&](std::stop_token st) {
         std::deque<event_ptr> local;
         for (;;) {
@@ -336,8 +382,10 @@ void drive_through_mutex_queue(const bench_options& o, const context_ptr& ctx,
                 std::unique_lock lk(mu);
                 if (!cv.wait(lk, st, [&] { return !queue.empty() || producers_done; }))
                     return;  // stop requested: the run is being unwound
-                if (queue.empty() && producers_done)
+                if (queue.empty() && producers_done) {
+                    consumer_cpu = thread_cpu_ns();
                     return;
+                }
                 local.swap(queue);
             }
             for (auto& ev : local)
@@ -346,23 +394,24 @@ void drive_through_mutex_queue(const bench_options& o, const context_ptr& ctx,
         }
     });
     const std::size_t cap = o.proc.queue_capacity;
-    drive_producers(o, ctx, handoff([&](event_ptr ev) {
-                        {
-                            std::lock_guard lk(mu);
-                            if (queue.size() >= cap)
-                                return false;
-                            queue.push_back(std::move(ev));
-                        }
-                        cv.notify_one();
-                        return true;
-                    }),
-                    hist, submitted);
+    const std::uint64_t producers_cpu = drive_producers(o, ctx, handoff([&](event_ptr ev) {
+                                                            {
+                                                                std::lock_guard lk(mu);
+                                                                if (queue.size() >= cap)
+                                                                    return false;
+                                                                queue.push_back(std::move(ev));
+                                                            }
+                                                            cv.notify_one();
+                                                            return true;
+                                                        }),
+                                                        hist, submitted);
     {
         std::lock_guard lk(mu);
         producers_done = true;
     }
     cv.notify_one();
     consumer.join();
+    return producers_cpu + consumer_cpu.load();
 }
 
 enum class handoff_kind { direct, mutex_queue };
@@ -394,10 +443,7 @@ run_result run_processor(const bench_options& o, const std::string& url, collect
     guarded_thread dispatcher("ev-dispatcher", [&](std::stop_token st) {
         std::stop_callback on_stop(st, [&] { io.stop(); });
         io.run();
-        timespec ts{};
-        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-        dispatcher_cpu_ns = static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull +
-                            static_cast<std::uint64_t>(ts.tv_nsec);
+        dispatcher_cpu_ns = thread_cpu_ns();
     });
 
     std::atomic<std::uint64_t> submitted{0};
@@ -405,13 +451,15 @@ run_result run_processor(const bench_options& o, const std::string& url, collect
     progress_sampler progress(*proc, submitted, start, o.progress);
     tick_calibration cal;
     std::vector<histogram> hist;
+    std::uint64_t producers_cpu = 0;
     if (mutex_queue)
-        drive_through_mutex_queue(o, ctx, *proc, hist, submitted);
+        producers_cpu = drive_through_mutex_queue(o, ctx, *proc, hist, submitted);
     else
-        drive_producers(o, ctx, handoff([&](event_ptr ev) {
-                            return proc->process(std::move(ev)) == process_result::accepted;
-                        }),
-                        hist, submitted);
+        producers_cpu =
+            drive_producers(o, ctx, handoff([&](event_ptr ev) {
+                                return proc->process(std::move(ev)) == process_result::accepted;
+                            }),
+                            hist, submitted);
     const double ns_per_tick = cal.ns_per_tick();
 
     proc->async_close(o.close_timeout,
@@ -465,8 +513,8 @@ run_result run_processor(const bench_options& o, const std::string& url, collect
     r.left_in_spool = m.left_in_spool;
     r.recovered = m.recovered;
     r.delivered_recovered = m.delivered_recovered;
-    r.dispatcher_cpu_ns_per_event =
-        m.delivered ? static_cast<double>(cpu) / static_cast<double>(m.delivered) : 0;
+    r.producers_cpu_ns_per_event = per_event(producers_cpu, m.delivered);
+    r.dispatcher_cpu_ns_per_event = per_event(cpu, m.delivered);
     r.peak_rss_mb = peak_rss_mb();
     r.balanced = m.balanced() && m.pending == 0 &&
                  m.accepted == m.delivered + m.dropped_after_accept() + m.left_in_spool;
@@ -571,7 +619,7 @@ run_result run_sync_baseline(const bench_options& o, const std::string& url, col
     std::vector<histogram> hist;
     const auto start = clock::now();
     tick_calibration cal;
-    drive_producers(
+    const std::uint64_t producers_cpu = drive_producers(
         bo, ctx,
         [&](unsigned) {
             return sync_producer(
@@ -599,6 +647,7 @@ run_result run_sync_baseline(const bench_options& o, const std::string& url, col
     r.batches = r.delivered;
     r.mean_batch_events = 1;
     r.connections_opened = totals.connections;
+    r.producers_cpu_ns_per_event = per_event(producers_cpu, r.delivered);  // they send, too
     r.peak_rss_mb = peak_rss_mb();
     r.balanced = r.submitted == r.delivered + failed;
     at_collector.count(r);

@@ -54,7 +54,12 @@ struct run_result {
     std::uint64_t left_in_spool = 0;               ///< Events left in the spool at close.
     std::uint64_t recovered = 0;            ///< Events found in the spool of an earlier run...
     std::uint64_t delivered_recovered = 0;  ///< ...and delivered by this one.
+    // CPU by role, ns per delivered event: the producer threads (building events and handing
+    // them over; in the sync baselines, sending too), the processor's thread (the strand and
+    // its HTTP pool), and the embedded collector's threads (-1: no embedded collector).
+    double producers_cpu_ns_per_event = 0;
     double dispatcher_cpu_ns_per_event = 0;
+    double collector_cpu_ns_per_event = -1;
     double peak_rss_mb = 0;
     std::uint64_t collector_events = 0;
     bool balanced = true;
