@@ -53,6 +53,9 @@ const char* bench_help =
     "                          stall-burst, drop-responses-burst (bursts last the first second),\n"
     "                          down-after=N:T (an outage: after the N-th request, connections\n"
     "                          are refused for T), refuse-for=T (refused for T from the start)\n"
+    "  --dispatcher D          http (default) or null: batches are acknowledged at once and\n"
+    "                          nothing is sent (the pipeline's ceiling; no collector; with\n"
+    "                          --baseline mutex or none)\n"
     "  --url URL               send to a receiver you run instead of the embedded collector\n"
     "                          (http:// or https://; checked before anything starts)\n"
     "  --ca-file FILE          extra CA bundle for an https --url (the system store is trusted\n"
@@ -150,6 +153,16 @@ bench_options read_options(const option_parser& p) {
         throw usage_error(
             "--tls, --collector-fault and --collector-delay-ms apply to the "
             "embedded collector, not to --url");
+    const auto dispatcher = p.str("dispatcher", "http");
+    if (dispatcher != "http" && dispatcher != "null")
+        throw usage_error("--dispatcher must be http or null");
+    o.null_dispatcher = dispatcher == "null";
+    if (o.null_dispatcher &&
+        (!o.url.empty() || o.tls || !o.collector_fault.empty() || o.collector_delay.count() ||
+         o.baseline == "sync" || o.baseline == "sync-keepalive"))
+        throw usage_error(
+            "--dispatcher null sends nothing: it goes without --url, --tls, --collector-fault, "
+            "--collector-delay-ms and the sync baselines (use --baseline mutex or none)");
     o.close_timeout = p.ms("close-timeout", o.close_timeout, "s");
     o.proc.backlog_max_bytes = p.u64("backlog-max-bytes", o.proc.backlog_max_bytes, 1024);
     o.proc.spool.dir = p.str("spool-dir", "");
@@ -326,7 +339,8 @@ int run_bench(const args& a) {
                      "spool-mode",
                      "spool-fsync",
                      "spool-max-bytes",
-                     "backlog-max-bytes"},
+                     "backlog-max-bytes",
+                     "dispatcher"},
                     {"json", "quiet", "help", "tls"});
     p.parse(a);
     if (p.flag("help")) {
@@ -336,7 +350,9 @@ int run_bench(const args& a) {
     bench_options o = read_options(p);
     embedded_collector embedded;
     std::string url = o.url;
-    if (url.empty()) {
+    if (o.null_dispatcher) {
+        url = "http://127.0.0.1:9/v1/events";  // the events' endpoint; never contacted
+    } else if (url.empty()) {
         embedded = start_collector(o);
         url = embedded.col->url();
     }

@@ -32,6 +32,9 @@ struct bench_options {
     std::string collector_fault;  // a preset of bench_cmd.cpp's apply_fault
     std::chrono::milliseconds close_timeout{30'000};
     bool progress = true;
+    // A dispatcher that acknowledges every batch at once, sending nothing: the pipeline's own
+    // ceiling (ring, batcher, body assembly, accounting), no sockets and no collector.
+    bool null_dispatcher = false;
 };
 
 /// What one run measured.
