@@ -3,6 +3,7 @@
 
 #include "bench_report.hpp"
 #include "bench_run.hpp"
+#include "collector_process.hpp"
 #include "commands.hpp"
 #include "guarded_thread.hpp"
 #include "options.hpp"
@@ -53,6 +54,9 @@ const char* bench_help =
     "                          stall-burst, drop-responses-burst (bursts last the first second),\n"
     "                          down-after=N:T (an outage: after the N-th request, connections\n"
     "                          are refused for T), refuse-for=T (refused for T from the start)\n"
+    "  --collector C           embedded (default: in this process) or process (a child\n"
+    "                          `evdispatch collector` per run, so that this process's CPU\n"
+    "                          is the library's; with --collector-delay-ms only)\n"
     "  --dispatcher D          http (default) or null: batches are acknowledged at once and\n"
     "                          nothing is sent (the pipeline's ceiling; no collector; with\n"
     "                          --baseline mutex or none)\n"
@@ -163,6 +167,15 @@ bench_options read_options(const option_parser& p) {
         throw usage_error(
             "--dispatcher null sends nothing: it goes without --url, --tls, --collector-fault, "
             "--collector-delay-ms and the sync baselines (use --baseline mutex or none)");
+    const auto where = p.str("collector", "embedded");
+    if (where != "embedded" && where != "process")
+        throw usage_error("--collector must be embedded or process");
+    o.collector_process = where == "process";
+    if (o.collector_process &&
+        (!o.url.empty() || o.tls || !o.collector_fault.empty() || o.null_dispatcher))
+        throw usage_error(
+            "--collector process goes without --url, --tls, --collector-fault and "
+            "--dispatcher null");
     o.close_timeout = p.ms("close-timeout", o.close_timeout, "s");
     o.proc.backlog_max_bytes = p.u64("backlog-max-bytes", o.proc.backlog_max_bytes, 1024);
     o.proc.spool.dir = p.str("spool-dir", "");
@@ -296,14 +309,14 @@ std::optional<run_result> run_baseline(const bench_options& o, const std::string
 }
 
 // The exit status (see bench_help), with a line on stderr saying why when it is not 0.
-int exit_status(const run_result& ours, const std::optional<run_result>& base, const collector* col,
+int exit_status(const run_result& ours, const std::optional<run_result>& base, bool counted,
                 const std::string& url) {
     if (!ours.balanced || (base && !base->balanced)) {
         std::fprintf(stderr, "evdispatch bench: accounting does not balance\n");
         return 1;
     }
-    if (col && ours.collector_events + (base ? base->collector_events : 0) <
-                   ours.delivered + (base ? base->delivered : 0)) {
+    if (counted && ours.collector_events + (base ? base->collector_events : 0) <
+                       ours.delivered + (base ? base->delivered : 0)) {
         std::fprintf(stderr,
                      "evdispatch bench: the collector counted fewer events than "
                      "were reported delivered\n");
@@ -340,7 +353,8 @@ int run_bench(const args& a) {
                      "spool-fsync",
                      "spool-max-bytes",
                      "backlog-max-bytes",
-                     "dispatcher"},
+                     "dispatcher",
+                     "collector"},
                     {"json", "quiet", "help", "tls"});
     p.parse(a);
     if (p.flag("help")) {
@@ -357,13 +371,43 @@ int run_bench(const args& a) {
         url = embedded.col->url();
     }
     collector* col = embedded.col.get();
-    if (o.progress)
+    if (o.progress && !o.collector_process)
         std::fprintf(stderr, "evdispatch bench: %u producers -> %s (batch %zu, %zu connections)\n",
                      o.producers, url.c_str(), o.proc.batch.batch_size,
                      o.proc.http.max_connections);
-    const run_result ours = run_ours(o, url, col);
-    embedded.fault_clearer.join();
-    const std::optional<run_result> base = run_baseline(o, url, col);
+    run_result ours;
+    std::optional<run_result> base;
+    if (o.collector_process) {
+        // One child per run; it stops by itself in any case once the run should be long over.
+        const auto lifetime = o.duration + o.baseline_duration + o.close_timeout + 300s +
+                              (o.events ? std::chrono::milliseconds(24h) : 0ms);
+        auto counted = [](run_result& r, const collector_process::result& c) {
+            r.collector_events = c.unique_events;
+            r.duplicates = c.duplicates;
+            r.collector_cpu_ns_per_event =
+                r.delivered ? static_cast<double>(c.cpu_ns) / static_cast<double>(r.delivered) : 0;
+        };
+        collector_process first(o.collector_delay, lifetime);
+        url = first.url();
+        if (o.progress)
+            std::fprintf(stderr,
+                         "evdispatch bench: %u producers -> %s, a collector process (batch %zu, "
+                         "%zu connections)\n",
+                         o.producers, url.c_str(), o.proc.batch.batch_size,
+                         o.proc.http.max_connections);
+        ours = run_ours(o, url, nullptr);
+        counted(ours, first.stop());
+        if (find_baseline(o.baseline)) {
+            collector_process second(o.collector_delay, lifetime);
+            base = run_baseline(o, second.url(), nullptr);
+            if (base)
+                counted(*base, second.stop());
+        }
+    } else {
+        ours = run_ours(o, url, col);
+        embedded.fault_clearer.join();
+        base = run_baseline(o, url, col);
+    }
 
     if (o.json_out)
         print_json(o, url, ours, base ? &*base : nullptr);
@@ -373,7 +417,7 @@ int run_bench(const args& a) {
     report_failures(ours);
     if (base)
         report_failures(*base);
-    return exit_status(ours, base, col, url);
+    return exit_status(ours, base, col || o.collector_process, url);
 }
 
 }  // namespace evdispatch::app

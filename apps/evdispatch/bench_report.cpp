@@ -64,7 +64,8 @@ json::object to_json(const run_result& r) {
 json::object config_json(const bench_options& o, const std::string& url) {
     json::object cfg;
     cfg["url"] = url;
-    cfg["embedded_collector"] = o.url.empty() && !o.null_dispatcher;
+    cfg["embedded_collector"] = o.url.empty() && !o.null_dispatcher && !o.collector_process;
+    cfg["collector_process"] = o.collector_process;
     cfg["dispatcher"] = o.null_dispatcher ? "null" : "http";
     cfg["events"] = o.events;
     cfg["duration_s"] = static_cast<double>(o.duration.count()) / 1000.0;

@@ -35,6 +35,9 @@ struct bench_options {
     // A dispatcher that acknowledges every batch at once, sending nothing: the pipeline's own
     // ceiling (ring, batcher, body assembly, accounting), no sockets and no collector.
     bool null_dispatcher = false;
+    // The collector runs as a child process (`evdispatch collector`), one per run, instead of
+    // inside this process.
+    bool collector_process = false;
 };
 
 /// What one run measured.
