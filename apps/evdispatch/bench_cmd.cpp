@@ -14,8 +14,12 @@
 #include "support/sync_client.hpp"
 #include "support/tls_certs.hpp"
 
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <cinttypes>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
@@ -24,10 +28,12 @@
 #include <optional>
 #include <stop_token>
 #include <string>
+#include <vector>
 
 namespace evdispatch::app {
 
 using namespace std::chrono_literals;
+namespace json = boost::json;
 
 namespace {
 
@@ -54,6 +60,10 @@ const char* bench_help =
     "                          stall-burst, drop-responses-burst (bursts last the first second),\n"
     "                          down-after=N:T (an outage: after the N-th request, connections\n"
     "                          are refused for T), refuse-for=T (refused for T from the start)\n"
+    "  --find-max              search the highest --rate that runs with no refusal, nothing\n"
+    "                          dropped and an accept-to-ack p99 within --max-p99-ms: trials\n"
+    "                          of --duration (default 2s here), doubling, then bisecting\n"
+    "  --max-p99-ms N          the p99 bound of --find-max (default 100)\n"
     "  --collector C           embedded (default: in this process) or process (a child\n"
     "                          `evdispatch collector` per run, so that this process's CPU\n"
     "                          is the library's; with --collector-delay-ms only)\n"
@@ -176,6 +186,16 @@ bench_options read_options(const option_parser& p) {
         throw usage_error(
             "--collector process goes without --url, --tls, --collector-fault and "
             "--dispatcher null");
+    o.find_max = p.flag("find-max");
+    o.max_p99 = std::chrono::milliseconds(p.u64("max-p99-ms", 100, 1, 600'000));
+    if (o.find_max && (o.events || p.has("rate") || o.collector_process))
+        throw usage_error(
+            "--find-max chooses the rate: it goes without --events, --rate and "
+            "--collector process");
+    if (!o.find_max && p.has("max-p99-ms"))
+        throw usage_error("--max-p99-ms is the bound of --find-max");
+    if (o.find_max && !p.has("duration"))
+        o.duration = 2s;
     o.close_timeout = p.ms("close-timeout", o.close_timeout, "s");
     o.proc.backlog_max_bytes = p.u64("backlog-max-bytes", o.proc.backlog_max_bytes, 1024);
     o.proc.spool.dir = p.str("spool-dir", "");
@@ -329,6 +349,76 @@ int exit_status(const run_result& ours, const std::optional<run_result>& base, b
     return 0;
 }
 
+// --find-max: trials at paced rates, doubling from 20,000 events/s until one fails, then
+// bisecting four times between the last that passed and the first that failed. A trial passes
+// when nothing was refused or dropped, the accounting balances, it delivered at least 90% of
+// the rate, and its accept-to-ack p99 is within o.max_p99.
+int find_max(bench_options o, const std::string& url, collector* col) {
+    struct trial {
+        double rate;
+        run_result r;
+        bool ok;
+    };
+    std::vector<trial> trials;
+    const bool progress = o.progress;
+    o.progress = false;
+    auto run_at = [&](double rate) {
+        o.rate = rate;
+        run_result r = run_ours(o, url, col);
+        const bool ok = r.balanced && r.accepted == r.submitted && r.delivered == r.accepted &&
+                        r.delivered_per_sec >= 0.9 * rate &&
+                        r.e2e_p99_ms <= static_cast<double>(o.max_p99.count());
+        if (progress)
+            std::fprintf(stderr,
+                         "  rate %10.0f/s: delivered %10.0f/s, refused %" PRIu64
+                         ", e2e p99 %.1f ms: %s\n",
+                         rate, r.delivered_per_sec, r.submitted - r.accepted, r.e2e_p99_ms,
+                         ok ? "ok" : "too much");
+        trials.push_back({rate, std::move(r), ok});
+        return ok;
+    };
+    double good = 0, bad = 0;
+    for (double rate = 20'000; rate <= 64e6; rate *= 2) {
+        if (!run_at(rate)) {
+            bad = rate;
+            break;
+        }
+        good = rate;
+    }
+    for (int i = 0; i < 4 && bad > 0; ++i) {
+        const double mid = std::round(((good > 0 ? good : bad / 4) + bad) / 2);
+        (run_at(mid) ? good : bad) = mid;
+    }
+    if (o.json_out) {
+        json::object out;
+        out["max_rate"] = good;
+        out["max_p99_ms"] = o.max_p99.count();
+        out["trial_seconds"] = static_cast<double>(o.duration.count()) / 1000.0;
+        json::array ts;
+        for (const auto& t : trials) {
+            json::object j;
+            j["rate"] = t.rate;
+            j["ok"] = t.ok;
+            j["delivered_events_per_sec"] = t.r.delivered_per_sec;
+            j["refused"] = t.r.submitted - t.r.accepted;
+            j["e2e_latency_ms_p99"] = t.r.e2e_p99_ms;
+            j["cpu_ns_per_event_dispatcher"] = t.r.dispatcher_cpu_ns_per_event;
+            ts.push_back(std::move(j));
+        }
+        out["trials"] = std::move(ts);
+        std::printf("%s\n", json::serialize(out).c_str());
+    } else {
+        std::printf("\n  %12s %14s %10s %12s\n", "rate/s", "delivered/s", "refused", "e2e p99 ms");
+        for (const auto& t : trials)
+            std::printf("  %12.0f %14.0f %10" PRIu64 " %12.1f  %s\n", t.rate, t.r.delivered_per_sec,
+                        t.r.submitted - t.r.accepted, t.r.e2e_p99_ms, t.ok ? "ok" : "");
+        std::printf("\n  highest rate with no refusal and e2e p99 <= %lld ms: %.0f events/s\n",
+                    static_cast<long long>(o.max_p99.count()), good);
+    }
+    std::fflush(stdout);
+    return good > 0 ? 0 : 3;
+}
+
 }  // namespace
 
 int run_bench(const args& a) {
@@ -354,8 +444,9 @@ int run_bench(const args& a) {
                      "spool-max-bytes",
                      "backlog-max-bytes",
                      "dispatcher",
-                     "collector"},
-                    {"json", "quiet", "help", "tls"});
+                     "collector",
+                     "max-p99-ms"},
+                    {"json", "quiet", "help", "tls", "find-max"});
     p.parse(a);
     if (p.flag("help")) {
         std::fputs(bench_help, stdout);
@@ -375,6 +466,8 @@ int run_bench(const args& a) {
         std::fprintf(stderr, "evdispatch bench: %u producers -> %s (batch %zu, %zu connections)\n",
                      o.producers, url.c_str(), o.proc.batch.batch_size,
                      o.proc.http.max_connections);
+    if (o.find_max)
+        return find_max(o, url, col);
     run_result ours;
     std::optional<run_result> base;
     if (o.collector_process) {

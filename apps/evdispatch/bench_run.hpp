@@ -38,6 +38,10 @@ struct bench_options {
     // The collector runs as a child process (`evdispatch collector`), one per run, instead of
     // inside this process.
     bool collector_process = false;
+    // --find-max: search the highest paced rate that runs with no refusal and an accept-to-ack
+    // p99 within max_p99 (each trial runs for `duration`).
+    bool find_max = false;
+    std::chrono::milliseconds max_p99{100};
 };
 
 /// What one run measured.

@@ -146,7 +146,7 @@ collector_process::result collector_process::stop() {
     const auto& o = v.get_object();
     auto u64 = [&](const char* k) {
         const auto* f = o.if_contains(k);
-        return f && f->is_int64() ? static_cast<std::uint64_t>(f->get_int64())
+        return f && f->is_int64()    ? static_cast<std::uint64_t>(f->get_int64())
                : f && f->is_uint64() ? f->get_uint64()
                                      : 0;
     };
