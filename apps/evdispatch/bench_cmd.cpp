@@ -94,8 +94,8 @@ const char* bench_help =
     "Exit status: 0 the run finished and its accounting balances; 3 the same, but the\n"
     "evdispatch run delivered no event at all (receiver down, refusing or unverifiable); the\n"
     "table or JSON is printed all the same; 1 accounting does not balance, the collector\n"
-    "counted fewer events than reported delivered, or another failure; 2 bad usage (options,\n"
-    "--url, --ca-file).\n";
+    "counted fewer events than reported delivered, a collector process died, or another\n"
+    "failure; 2 bad usage (options, --url, --ca-file).\n";
 
 // The values of --baseline but none, and what each does (for its progress line).
 struct baseline_kind {
@@ -470,11 +470,18 @@ int run_bench(const args& a) {
         return find_max(o, url, col);
     run_result ours;
     std::optional<run_result> base;
+    bool collector_lost = false;  // a collector process died: exit 1 after the report
     if (o.collector_process) {
         // One child per run; it stops by itself in any case once the run should be long over.
         const auto lifetime = o.duration + o.baseline_duration + o.close_timeout + 300s +
                               (o.events ? std::chrono::milliseconds(24h) : 0ms);
-        auto counted = [](run_result& r, const collector_process::result& c) {
+        auto counted = [&](run_result& r, const collector_process::result& c) {
+            if (!c.failure.empty()) {  // the run's own counts stand; the collector's are lost
+                std::fprintf(stderr, "evdispatch bench: %s: its counts for the %s run are lost\n",
+                             c.failure.c_str(), r.name.c_str());
+                collector_lost = true;
+                return;
+            }
             r.collector_events = c.unique_events;
             r.duplicates = c.duplicates;
             r.collector_cpu_ns_per_event =
@@ -510,6 +517,8 @@ int run_bench(const args& a) {
     report_failures(ours);
     if (base)
         report_failures(*base);
+    if (collector_lost)
+        return 1;
     return exit_status(ours, base, col || o.collector_process, url);
 }
 

@@ -137,12 +137,20 @@ collector_process::result collector_process::stop() {
     while (::wait4(pid_, &status, 0, &usage) < 0 && errno == EINTR) {
     }
     pid_ = -1;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail("the collector did not exit well (status " + std::to_string(status) + ")");
+    result r;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        r.failure =
+            WIFSIGNALED(status)
+                ? "the collector process was killed by signal " + std::to_string(WTERMSIG(status))
+                : "the collector process exited with status " + std::to_string(WEXITSTATUS(status));
+        return r;
+    }
     boost::system::error_code ec;
     const auto v = boost::json::parse(final_json, ec);
-    if (ec || !v.is_object())
-        fail("the collector printed no final counters");
+    if (ec || !v.is_object()) {
+        r.failure = "the collector process printed no final counters";
+        return r;
+    }
     const auto& o = v.get_object();
     auto u64 = [&](const char* k) {
         const auto* f = o.if_contains(k);
@@ -150,7 +158,6 @@ collector_process::result collector_process::stop() {
                : f && f->is_uint64() ? f->get_uint64()
                                      : 0;
     };
-    result r;
     r.unique_events = u64("unique_events");
     r.duplicates = u64("duplicates");
     auto ns = [](const timeval& t) {
