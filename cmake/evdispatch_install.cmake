@@ -1,12 +1,12 @@
 # Installation and the package configuration: find_package(evdispatch) gives
-# evdispatch::evdispatch, evdispatch::optimizely and evdispatch::collector.
+# evdispatch::evdispatch, evdispatch::optimizely, evdispatch::collector and evdispatch::relay.
 
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set(EVDISPATCH_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/evdispatch)
 
-install(TARGETS evdispatch evdispatch_optimizely evdispatch_collector
+install(TARGETS evdispatch evdispatch_optimizely evdispatch_collector evdispatch_relay
     EXPORT evdispatch-targets
     ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
     LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

@@ -13,6 +13,7 @@ using args = std::vector<std::string>;
 int run_bench(const args& a);
 int run_collector(const args& a);
 int run_payload(const args& a);
+int run_relay(const args& a);
 int run_sweep(const args& a);
 int run_spool(const args& a);
 

@@ -20,6 +20,7 @@ void usage(std::FILE* out) {
                  "  bench      drive the processor against the embedded loopback collector\n"
                  "  collector  run the loopback collector on its own\n"
                  "  payload    print the event batches evdispatch would send for JSON inputs\n"
+                 "  relay      take event batches from SDKs over HTTP, deliver them re-batched\n"
                  "  spool      look into a disk spool (inspect) or deliver what it holds (drain)\n"
                  "  sweep      run bench over a grid of batch sizes and flush intervals (CSV+SVG)\n"
                  "  version    print the version\n"
@@ -43,6 +44,8 @@ int main(int argc, char** argv) {
             return evdispatch::app::run_collector(rest);
         if (cmd == "payload")
             return evdispatch::app::run_payload(rest);
+        if (cmd == "relay")
+            return evdispatch::app::run_relay(rest);
         if (cmd == "spool")
             return evdispatch::app::run_spool(rest);
         if (cmd == "sweep")

@@ -9,7 +9,9 @@
 #include <boost/json/value.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <memory>
 
 namespace evdispatch {
@@ -26,6 +28,20 @@ std::vector<event_ptr> split(const json::object& o, std::string_view url,
                              const split_options& opts) {
     // A null is a value of the wrong type here: SDKs never write one in a batch.
     const detail::json_reader r({.null = detail::json_null::value});
+    if (opts.strict) {
+        static constexpr std::string_view known[] = {
+            "account_id",     "project_id",   "revision",         "client_name",
+            "client_version", "anonymize_ip", "enrich_decisions", "visitors"};
+        for (const auto& kv : o) {
+            if (std::find(std::begin(known), std::end(known), kv.key()) == std::end(known))
+                fail("unknown envelope field \"" + std::string(kv.key()) +
+                     "\" (evdispatch would not forward it)");
+        }
+        if (r.optional_bool(o, "enrich_decisions").value_or(true) != true)
+            fail(
+                "enrich_decisions must be true (evdispatch sends every batch with "
+                "enrich_decisions true)");
+    }
     auto ctx = std::make_shared<event_context>();
     ctx->account_id = r.required_string(o, "account_id");
     ctx->project_id = r.required_string(o, "project_id");

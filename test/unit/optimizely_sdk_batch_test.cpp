@@ -96,3 +96,30 @@ TEST_CASE("split_event_batch refuses what is not an event batch, naming the fiel
     }
     CHECK_THROWS_AS(split_event_batch("", good), boost::system::system_error);
 }
+
+TEST_CASE("split_event_batch strict refuses what evdispatch would not forward as given",
+          "[unit][optimizely]") {
+    const std::string base =
+        R"({"account_id":"1","project_id":"2","revision":"3","client_name":"c",)"
+        R"("client_version":"1","anonymize_ip":false,)";
+    const std::string visitors = R"("visitors":[{"visitor_id":"v","snapshots":[]}]})";
+    const std::string url = "https://logx.optimizely.com/v1/events";
+    const split_options strict{.strict = true};
+    // Accepted either way.
+    CHECK(split_event_batch(url, base + R"("enrich_decisions":true,)" + visitors, strict).size() ==
+          1);
+    CHECK(split_event_batch(url, base + visitors, strict).size() == 1);
+    const auto refused = [&](const std::string& body, const char* says) {
+        INFO(body);
+        CHECK(split_event_batch(url, body).size() == 1);  // not strict: ignored
+        try {
+            (void)split_event_batch(url, body, strict);
+            FAIL("accepted");
+        } catch (const boost::system::system_error& e) {
+            CHECK(e.code() == error::invalid_input);
+            CHECK(std::string(e.what()).find(says) != std::string::npos);
+        }
+    };
+    refused(base + R"("enrich_decisions":false,)" + visitors, "enrich_decisions must be true");
+    refused(base + R"("source":"x",)" + visitors, "unknown envelope field \"source\"");
+}

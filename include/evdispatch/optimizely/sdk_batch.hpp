@@ -20,6 +20,11 @@ struct split_options {
     std::string client_name;
     /// client_version of the events. Empty (default): the batch's own.
     std::string client_version;
+    /// Refuse what evdispatch would not send as given: an envelope field other than
+    /// account_id, project_id, revision, client_name, client_version, anonymize_ip,
+    /// enrich_decisions and visitors, or enrich_decisions other than true (evdispatch writes
+    /// `"enrich_decisions":true` in every batch). Default false: such fields are ignored.
+    bool strict = false;
 };
 
 /// Splits an Optimizely v1 event batch (the JSON body an SDK sends, its `params`) into
