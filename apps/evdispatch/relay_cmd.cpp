@@ -56,6 +56,10 @@ const char* relay_help =
     "  --max-attempts N          attempts per batch (default 5)\n"
     "  --spool-dir DIR           a disk spool in DIR (must exist): outages longer than memory\n"
     "                            holds, and what the drain timeout cuts short, survive\n"
+    "  --durable-ack             answer 204 only once the visitors are durable: written and\n"
+    "                            fsynced to the spool (with --spool-dir), else delivered\n"
+    "                            upstream; the answer waits up to --flush-interval for the\n"
+    "                            batch to close (use a short one)\n"
     "stopping:\n"
     "  --drain-timeout T         on SIGTERM/SIGINT, deliver what is held for up to T\n"
     "                            (default 10s); a second signal exits at once\n"
@@ -73,6 +77,7 @@ std::string report_json(const relay_stats& r, const close_report& c, bool interr
                     ",\"refused_full\":" + std::to_string(r.refused_full) +
                     ",\"refused_draining\":" + std::to_string(r.refused_draining) +
                     ",\"bad_requests\":" + std::to_string(r.bad_requests) +
+                    ",\"durable_lost\":" + std::to_string(r.durable_lost) +
                     ",\"delivered\":" + std::to_string(c.delivered) +
                     ",\"not_delivered\":" + std::to_string(c.not_delivered) +
                     ",\"left_in_spool\":" + std::to_string(c.spooled) + ",\"dropped\":{";
@@ -99,7 +104,7 @@ int run_relay(const args& a) {
                      "read-timeout", "idle-timeout", "max-pending", "retry-after", "upstream",
                      "eu-upstream", "batch-size", "flush-interval", "connections", "ca-file",
                      "max-attempts", "spool-dir", "drain-timeout", "duration"},
-                    {"quiet", "help"});
+                    {"durable-ack", "quiet", "help"});
     p.parse(a);
     if (p.flag("help")) {
         std::fputs(relay_help, stdout);
@@ -135,6 +140,7 @@ int run_relay(const args& a) {
         if (!std::filesystem::is_directory(proc.spool.dir, ec))
             throw usage_error("--spool-dir: '" + proc.spool.dir + "' is not an existing directory");
     }
+    cfg.durable_ack = p.flag("durable-ack");
     const auto drain_timeout = p.ms("drain-timeout", 10s, "s");
     const auto duration = p.ms("duration", 0ms, "s");
     const bool quiet = p.flag("quiet");

@@ -160,7 +160,28 @@ public:
     auto async_flush(CompletionToken&& token = {}) {
         return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
             [](auto handler, std::shared_ptr<detail::processor_state> st) {
-                start_flush(std::move(st), std::move(handler));
+                start_wait(std::move(st), false, std::move(handler));
+            },
+            token, state_);
+    }
+
+    /// Completes when every event accepted before the call is durable: delivered, dropped with
+    /// a reason, or written to the disk spool (spool_config; synced when spool.fsync is
+    /// every_batch, so that a crash cannot lose it); or left in the spool at close. Unlike
+    /// async_flush it closes no batch early: batches close by size or flush_interval as
+    /// always, so the wait is up to about batch.flush_interval plus the spool write (without a
+    /// spool: plus the delivery). What `evdispatch relay --durable-ack` answers by.
+    ///
+    /// Signature: `void(boost::system::error_code)`; the code is empty, or error::closed if
+    /// the processor closed before (the events are settled or left in the spool then), or
+    /// asio::error::operation_aborted when the operation was cancelled.
+    /// Handler runs on its associated executor (default: the processor's executor), never
+    /// inside this call. Cancellation: terminal, as async_flush. Tokens: as async_flush.
+    template <class CompletionToken = boost::asio::deferred_t>
+    auto async_wait_durable(CompletionToken&& token = {}) {
+        return boost::asio::async_initiate<CompletionToken, void(boost::system::error_code)>(
+            [](auto handler, std::shared_ptr<detail::processor_state> st) {
+                start_wait(std::move(st), true, std::move(handler));
             },
             token, state_);
     }
@@ -189,8 +210,9 @@ public:
     }
 
 private:
-    static void start_flush(std::shared_ptr<detail::processor_state> st,
-                            boost::asio::any_completion_handler<void(boost::system::error_code)> h);
+    // async_flush (durable false) and async_wait_durable (true).
+    static void start_wait(std::shared_ptr<detail::processor_state> st, bool durable,
+                           boost::asio::any_completion_handler<void(boost::system::error_code)> h);
     static void start_close(
         std::shared_ptr<detail::processor_state> st, std::chrono::steady_clock::duration deadline,
         boost::asio::any_completion_handler<void(boost::system::error_code, close_report)> h);

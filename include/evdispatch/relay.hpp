@@ -53,6 +53,13 @@ struct relay_config {
     std::chrono::seconds retry_after{1};
     /// Server threads (parsing and validating requests). Default 1.
     unsigned threads = 1;
+    /// Answer 204 only once the batch's visitors are durable
+    /// (batch_event_processor::async_wait_durable): with a spool (processor.spool.dir), written
+    /// and fsynced there (the relay sets spool.mode always and spool.fsync every_batch);
+    /// without one, delivered upstream. The answer then waits for the batch to close (up to
+    /// processor.batch.flush_interval) and for the write or the delivery. Default false: 204
+    /// once accepted into memory.
+    bool durable_ack = false;
 };
 
 /// Counters of a relay (monotonic since start unless said otherwise).
@@ -75,7 +82,10 @@ struct relay_stats {
     std::uint64_t refused_draining_events = 0;  ///< Their visitors.
     std::uint64_t timeouts = 0;                 ///< Connections closed: read or idle timeout.
     std::uint64_t metrics_requests = 0;         ///< GET /metrics answered.
-    bool draining = false;                      ///< begin_drain() was called (a gauge).
+    /// With durable_ack: batches answered 503 because a drain's deadline dropped events
+    /// before they were durable.
+    std::uint64_t durable_lost = 0;
+    bool draining = false;  ///< begin_drain() was called (a gauge).
 };
 
 /// The relay's counters and its processor's, in Prometheus text exposition format (version

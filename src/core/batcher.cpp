@@ -66,8 +66,8 @@ const std::string& batcher::envelope_prefix(const context_ptr& ctx) {
     return envelopes_.back().prefix;
 }
 
-add_result batcher::add(const user_event& ev, clock::time_point now,
-                        std::vector<closed_batch>& out) {
+add_result batcher::add(const user_event& ev, clock::time_point now, std::vector<closed_batch>& out,
+                        std::uint64_t seq) {
     open_batch* o = find(ev.context);
     const std::size_t prefix = o ? o->prefix_bytes : envelope_prefix(ev.context).size();
     if (prefix + ev.visitor_json.size() + envelope_suffix.size() > cfg_.max_batch_bytes)
@@ -84,6 +84,7 @@ add_result batcher::add(const user_event& ev, clock::time_point now,
         nb.prefix_bytes = p.size();
         nb.b.context = ev.context;
         nb.b.opened = now;
+        nb.b.first_seq = seq;
         const std::size_t estimate = p.size() + cfg_.batch_size * (ev.visitor_json.size() + 1) + 2;
         nb.b.body.reserve(std::min(estimate, cfg_.max_batch_bytes));
         nb.b.body = p;
@@ -100,6 +101,13 @@ add_result batcher::add(const user_event& ev, clock::time_point now,
     if (o->b.events >= cfg_.batch_size)
         close(static_cast<std::size_t>(o - open_.data()), out);
     return add_result::added;
+}
+
+std::uint64_t batcher::min_open_seq() const noexcept {
+    std::uint64_t low = UINT64_MAX;
+    for (const auto& o : open_)
+        low = std::min(low, o.b.first_seq);
+    return low;
 }
 
 void batcher::close(std::size_t index, std::vector<closed_batch>& out) {

@@ -26,6 +26,9 @@ struct closed_batch {
     std::size_t events = 0;                  ///< Visitors in the body.
     clock::time_point opened{};              ///< When its first event was added.
     std::vector<clock::time_point> created;  ///< Each event's build time (for latency).
+    /// Position (sequence number) of its first event in the order events were added: events
+    /// of a batch are in order, so it is the lowest (the durable watermark uses it).
+    std::uint64_t first_seq = 0;
 };
 
 /// The request of a closed batch, as every attempt sends it: a POST of the body to the
@@ -51,8 +54,10 @@ public:
     /// Adds one event at time `now`. Closed batches are appended to `out`: the open batch of
     /// the same context when this event would overflow its bytes (before adding), and the
     /// batch that this event fills to batch_size. Returns too_large (and changes nothing) when
-    /// the event alone does not fit in max_batch_bytes.
-    add_result add(const user_event& ev, clock::time_point now, std::vector<closed_batch>& out);
+    /// the event alone does not fit in max_batch_bytes. `seq`: the event's position in the
+    /// order of adds (the pipeline passes its ring position), kept as closed_batch::first_seq.
+    add_result add(const user_event& ev, clock::time_point now, std::vector<closed_batch>& out,
+                   std::uint64_t seq = 0);
 
     /// Closes every batch whose first event was added at or before `now - flush_interval`.
     void tick(clock::time_point now, std::vector<closed_batch>& out);
@@ -64,6 +69,8 @@ public:
     std::optional<clock::time_point> next_deadline() const noexcept;
 
     std::size_t open_batches() const noexcept { return open_.size(); }
+    /// Lowest first_seq of the open batches (UINT64_MAX when none is open).
+    std::uint64_t min_open_seq() const noexcept;
     std::size_t open_events() const noexcept { return open_events_; }
     std::uint64_t last_closed_id() const noexcept { return next_id_ - 1; }
 

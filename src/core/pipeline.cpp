@@ -48,12 +48,12 @@ void pipeline::log(log_level level, const Parts&... parts) {
 // ---- events --------------------------------------------------------------------------------
 
 void pipeline::on_event(const user_event& ev, clock::time_point now) {
-    ++ctr_.dequeued;
+    const std::uint64_t seq = ctr_.dequeued++;  // its ring position
     if (deadline_passed_) {
         ++ctr_.dropped[std::size_t(drop_reason::close_deadline)];
         return;
     }
-    if (batcher_.add(ev, now, closed_scratch_) == add_result::too_large) {
+    if (batcher_.add(ev, now, closed_scratch_, seq) == add_result::too_large) {
         ++ctr_.dropped[std::size_t(drop_reason::too_large)];
         log(log_level::warning, "event dropped: larger than batch.max_batch_bytes (",
             ev.visitor_json.size(), " bytes of visitor)");
@@ -95,6 +95,8 @@ void pipeline::enqueue(closed_batch&& b, clock::time_point now) {
     rec.byte_count = rec.request->body.size();
     rec.sealed = now;
     rec.endpoint = endpoint_index(rec.request->url);
+    rec.first_seq = b.first_seq;
+    rec.awaiting_durable = nondurable_.insert(rec.first_seq).second;
     if (deadline_passed_) {
         leave_behind(std::move(rec), now);
         return;
@@ -294,6 +296,7 @@ void pipeline::on_result(std::uint64_t id, error_code ec, const dispatch_result&
     if (is_success(ec, r.status)) {
         (rec.recovered ? ctr_.delivered_recovered : ctr_.delivered) += rec.events();
         settled_on_disk(rec);
+        made_durable(rec);
         ++ctr_.batches_delivered;
         ctr_.bytes_sent += rec.bytes();
         report(std::move(rec), true, drop_reason{}, ec, r.status, r.message, now);
@@ -367,6 +370,7 @@ void pipeline::give_up(batch_record&& rec, drop_reason reason, error_code ec, un
                        std::string_view message) {
     (rec.recovered ? ctr_.dropped_recovered : ctr_.dropped)[std::size_t(reason)] += rec.events();
     settled_on_disk(rec);
+    made_durable(rec);
     ++ctr_.batches_failed;
     report(std::move(rec), false, reason, ec, status, message, last_now_);
 }
@@ -592,10 +596,47 @@ void pipeline::begin_flush(std::uint64_t waiter, std::uint64_t ring_target, cloc
 bool pipeline::cancel_flush(std::uint64_t waiter) {
     auto it = std::find_if(flush_waiters_.begin(), flush_waiters_.end(),
                            [waiter](const flush_waiter& w) { return w.id == waiter; });
-    if (it == flush_waiters_.end())
-        return false;
-    flush_waiters_.erase(it);
-    return true;
+    if (it != flush_waiters_.end()) {
+        flush_waiters_.erase(it);
+        return true;
+    }
+    return std::erase_if(durable_waiters_,
+                         [waiter](const durable_waiter& w) { return w.id == waiter; }) != 0;
+}
+
+void pipeline::begin_durable(std::uint64_t waiter, std::uint64_t ring_target,
+                             clock::time_point now) {
+    last_now_ = now;
+    durable_waiters_.push_back({waiter, ring_target});
+    after_work(now);
+}
+
+std::uint64_t pipeline::durable_watermark() const noexcept {
+    // Events not taken from the ring yet, events in open batches, closed batches neither
+    // settled nor on disk: the lowest ring position among them.
+    std::uint64_t low = std::min(ctr_.dequeued, batcher_.min_open_seq());
+    if (!nondurable_.empty())
+        low = std::min(low, *nondurable_.begin());
+    return low;
+}
+
+void pipeline::made_durable(batch_record& rec) noexcept {
+    if (!rec.awaiting_durable)
+        return;
+    nondurable_.erase(rec.first_seq);
+    rec.awaiting_durable = false;
+}
+
+void pipeline::progress_durable() {
+    if (durable_waiters_.empty())
+        return;
+    const std::uint64_t mark = durable_watermark();
+    std::erase_if(durable_waiters_, [&](const durable_waiter& w) {
+        if (w.ring_target > mark)
+            return false;
+        actions_.emplace_back(complete_flush_action{w.id, error_code{}});
+        return true;
+    });
 }
 
 void pipeline::begin_close(std::uint64_t ring_final, clock::time_point deadline,
@@ -713,6 +754,9 @@ void pipeline::check_close_done() {
     for (const auto& w : flush_waiters_)
         actions_.emplace_back(complete_flush_action{w.id, make_error_code(error::closed)});
     flush_waiters_.clear();
+    for (const auto& w : durable_waiters_)
+        actions_.emplace_back(complete_flush_action{w.id, make_error_code(error::closed)});
+    durable_waiters_.clear();
 }
 
 // Runs after every input: send what closed, complete what settled, keep the timer right.
@@ -721,6 +765,7 @@ void pipeline::after_work(clock::time_point now) {
     hand_on_closed(now);
     pump(now);
     progress_flushes(now);
+    progress_durable();
     update_health_counters(now);
     maybe_read(now);
     check_close_done();
@@ -848,6 +893,7 @@ void pipeline::on_spool_written(std::uint64_t id, error_code ec, spool_ref ref,
         ++ctr_.spool_writes;
         ctr_.spool_written_events += rec.events();
         rec.disk = ref;
+        made_durable(rec);
         if (deadline_passed_ || rec.purpose == spool_purpose::close)
             ctr_.left_in_spool += rec.events();
         else if (rec.purpose == spool_purpose::overflow)

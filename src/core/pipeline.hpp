@@ -47,6 +47,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -172,6 +173,10 @@ struct batch_record {
     std::optional<spool_ref> disk;  ///< Also in the spool: acknowledged there when settled.
     spool_purpose purpose = spool_purpose::overflow;  ///< While spooling.
     bool recovered = false;  ///< Read from the spool of a process that is gone.
+    /// Ring position of its first event (closed_batch::first_seq), and whether it still counts
+    /// against the durable watermark (neither settled nor written to the spool yet).
+    std::uint64_t first_seq = 0;
+    bool awaiting_durable = false;
 
     std::size_t events() const noexcept { return event_count; }
     std::size_t bytes() const noexcept { return byte_count; }
@@ -306,8 +311,14 @@ public:
     /// count when flush was called). `waiter` is the shell's id for it (completed by
     /// complete_flush_action).
     void begin_flush(std::uint64_t waiter, std::uint64_t ring_target, clock::time_point now);
-    /// Forgets a flush waiter (cancellation). Returns false if it is not waiting (anymore).
+    /// Forgets a flush waiter or a durable waiter (cancellation). Returns false if it is not
+    /// waiting (anymore).
     bool cancel_flush(std::uint64_t waiter);
+
+    /// Waits, without closing any batch early, until every event up to ring position
+    /// `ring_target` is durable (see durable_watermark()); completed by complete_flush_action
+    /// with `waiter`.
+    void begin_durable(std::uint64_t waiter, std::uint64_t ring_target, clock::time_point now);
 
     /// Starts the close: `ring_final` is the ring's final push count (the ring is closed),
     /// `deadline` when to give up what is not delivered. A second call changes nothing.
@@ -346,6 +357,10 @@ public:
     bool deadline_passed() const noexcept { return deadline_passed_; }
     /// Lowest id of a closed batch not yet settled (UINT64_MAX when none).
     std::uint64_t lowest_unsettled() const noexcept;
+    /// Every event at a ring position below this is durable: delivered, dropped with a reason,
+    /// or written to the disk spool (and synced there when spool.fsync is every_batch); or
+    /// left in the spool at close.
+    std::uint64_t durable_watermark() const noexcept;
 
     /// The queued actions, in order; the pipeline's queue is empty afterwards.
     std::vector<pipeline_action>& take_actions(std::vector<pipeline_action>& out) {
@@ -400,6 +415,8 @@ private:
                 clock::time_point now);
     void on_deadline(clock::time_point now);
     void progress_flushes(clock::time_point now);
+    void progress_durable();
+    void made_durable(batch_record& rec) noexcept;
     void check_close_done();
     void arm_timer();
     template <class... Parts>
@@ -437,6 +454,15 @@ private:
         std::uint64_t batch_target;  // ...then every batch below this id settled (0: not yet)
     };
     std::vector<flush_waiter> flush_waiters_;
+
+    struct durable_waiter {
+        std::uint64_t id;
+        std::uint64_t ring_target;
+    };
+    std::vector<durable_waiter> durable_waiters_;
+    // first_seq of every closed batch that is neither settled nor on disk (few: batches, not
+    // events), for durable_watermark().
+    std::set<std::uint64_t> nondurable_;
 
     bool drain_paused_ = false;
     bool read_pending_ = false;                     // a spool_read_action is unanswered

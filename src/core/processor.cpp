@@ -24,6 +24,7 @@
 #include <bit>
 #include <exception>
 #include <future>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -115,7 +116,11 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     std::vector<pipeline_action> actions;
     asio::steady_timer timer;
     std::uint64_t jitter_state;
-    std::vector<std::pair<std::uint64_t, flush_handler>> flush_handlers;
+    // Node-based: Boost 1.81's any_completion_handler move *assignment* re-wraps its source
+    // (it passes it on as an lvalue to its own converting constructor) and recurses until the
+    // stack is gone, so these handlers are moved only by construction, never assigned (a
+    // vector's erase assigns the elements after the one erased).
+    std::map<std::uint64_t, flush_handler> flush_handlers;
     std::vector<close_handler> close_handlers;
     std::optional<close_report> final_report;
     // The spool thread (null without a spool). Its callbacks hold the state weakly and hand
@@ -185,13 +190,18 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         run_actions();
     }
 
-    void begin_flush(std::uint64_t id, std::uint64_t ring_target, flush_handler h) {
+    // A flush, or (durable) a wait for the durable watermark; both complete by
+    // complete_flush_action.
+    void begin_flush(std::uint64_t id, std::uint64_t ring_target, bool durable, flush_handler h) {
         if (final_report) {  // closed: everything is settled
             asio::post(executor, asio::append(std::move(h), make_error_code(error::closed)));
             return;
         }
-        flush_handlers.emplace_back(id, std::move(h));
-        core.begin_flush(id, ring_target, clock::now());
+        flush_handlers.emplace(id, std::move(h));
+        if (durable)
+            core.begin_durable(id, ring_target, clock::now());
+        else
+            core.begin_flush(id, ring_target, clock::now());
         run_actions();
     }
 
@@ -338,8 +348,7 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     }
 
     void complete_flush(std::uint64_t id, error_code ec) {
-        auto it = std::find_if(flush_handlers.begin(), flush_handlers.end(),
-                               [id](const auto& f) { return f.first == id; });
+        auto it = flush_handlers.find(id);
         if (it == flush_handlers.end())
             return;
         auto h = std::move(it->second);
@@ -642,8 +651,8 @@ metrics_snapshot batch_event_processor::metrics() const noexcept {
     return state_->snapshot();
 }
 
-void batch_event_processor::start_flush(std::shared_ptr<detail::processor_state> st,
-                                        asio::any_completion_handler<void(error_code)> h) {
+void batch_event_processor::start_wait(std::shared_ptr<detail::processor_state> st, bool durable,
+                                       asio::any_completion_handler<void(error_code)> h) {
     const std::uint64_t target = st->ring.pushed();
     const std::uint64_t id = st->next_waiter.fetch_add(1, std::memory_order_relaxed);
     // Terminal cancellation: the waiter is forgotten on the strand and the handler completes
@@ -660,8 +669,8 @@ void batch_event_processor::start_flush(std::shared_ptr<detail::processor_state>
             });
     }
     auto& strand = st->strand;
-    asio::post(strand, [st = std::move(st), id, target, h = std::move(h)]() mutable {
-        st->begin_flush(id, target, std::move(h));
+    asio::post(strand, [st = std::move(st), id, target, durable, h = std::move(h)]() mutable {
+        st->begin_flush(id, target, durable, std::move(h));
     });
 }
 

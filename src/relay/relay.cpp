@@ -103,7 +103,7 @@ struct relay_state {
         requests{0}, accepted_requests{0}, accepted_events{0}, body_bytes{0}, gzip_requests{0},
         bad_requests{0}, too_large{0}, unsupported_media{0}, not_found{0}, refused_full{0},
         refused_full_events{0}, refused_draining{0}, refused_draining_events{0}, timeouts{0},
-        metrics_requests{0};
+        metrics_requests{0}, durable_lost{0};
 
     std::atomic<bool> stopped{false};
 
@@ -157,6 +157,7 @@ struct relay_state {
         s.refused_draining_events = refused_draining_events.load(r);
         s.timeouts = timeouts.load(r);
         s.metrics_requests = metrics_requests.load(r);
+        s.durable_lost = durable_lost.load(r);
         s.draining = draining();
         return s;
     }
@@ -331,8 +332,15 @@ private:
                 set_text(http::status::method_not_allowed, "POST an event batch here\n");
                 res_.set(http::field::allow, "POST");
             } else {
-                keep_alive = take_batch(req, us ? state_->cfg.upstream : state_->cfg.eu_upstream) &&
-                             keep_alive;
+                switch (take_batch(req, us ? state_->cfg.upstream : state_->cfg.eu_upstream)) {
+                    case answer::now:
+                        break;
+                    case answer::now_and_close:
+                        keep_alive = false;
+                        break;
+                    case answer::when_durable:
+                        return wait_durable(keep_alive);
+                }
             }
         } else if (path == "/metrics" || path == "/healthz") {
             if (req.method() != http::verb::get) {
@@ -360,9 +368,11 @@ private:
         send(keep_alive);
     }
 
-    // Validates an event batch and admits its visitors; fills res_. False when the connection
-    // should close after the answer (draining).
-    bool take_batch(http::request<http::string_body>& req, const std::string& upstream) {
+    enum class answer { now, now_and_close, when_durable };
+
+    // Validates an event batch and admits its visitors; fills res_ (for when_durable: once
+    // the visitors are durable).
+    answer take_batch(http::request<http::string_body>& req, const std::string& upstream) {
         constexpr auto relaxed = std::memory_order_relaxed;
         const std::string type = media_token(req[http::field::content_type]);
         if (type != "application/json") {
@@ -370,7 +380,7 @@ private:
             set_text(http::status::unsupported_media_type,
                      "Content-Type must be application/json, not '" +
                          std::string(req[http::field::content_type]) + "'\n");
-            return true;
+            return answer::now;
         }
         const std::string encoding = media_token(req[http::field::content_encoding]);
         std::string_view body = req.body();
@@ -387,24 +397,24 @@ private:
                     set_text(http::status::payload_too_large,
                              "gzip body decodes to more than " +
                                  std::to_string(state_->cfg.max_body_bytes) + " bytes\n");
-                    return true;
+                    return answer::now;
                 case detail::gunzip_status::invalid:
                     state_->bad_requests.fetch_add(1, relaxed);
                     set_text(http::status::bad_request, why + "\n");
-                    return true;
+                    return answer::now;
             }
         } else if (!encoding.empty() && encoding != "identity") {
             state_->unsupported_media.fetch_add(1, relaxed);
             set_text(http::status::unsupported_media_type,
                      "Content-Encoding '" + std::string(req[http::field::content_encoding]) +
                          "' is not supported (gzip or identity)\n");
-            return true;
+            return answer::now;
         }
         const batch_check check = check_event_batch(body);
         if (!check.ok) {
             state_->bad_requests.fetch_add(1, relaxed);
             set_text(http::status::bad_request, "invalid event batch: " + check.error + "\n");
-            return true;
+            return answer::now;
         }
         std::vector<event_ptr> events;
         try {
@@ -412,7 +422,7 @@ private:
         } catch (const boost::system::system_error& e) {
             state_->bad_requests.fetch_add(1, relaxed);
             set_text(http::status::bad_request, std::string(e.what()) + "\n");
-            return true;
+            return answer::now;
         }
         const std::size_t n = events.size();
         switch (state_->admit(events)) {
@@ -423,7 +433,7 @@ private:
                 if (gzip)
                     state_->gzip_requests.fetch_add(1, relaxed);
                 res_.result(http::status::no_content);
-                return true;
+                return state_->cfg.durable_ack ? answer::when_durable : answer::now;
             case relay_state::admission::full:
                 state_->refused_full.fetch_add(1, relaxed);
                 state_->refused_full_events.fetch_add(n, relaxed);
@@ -431,16 +441,41 @@ private:
                          "the relay is full (" + std::to_string(state_->cfg.max_pending_events) +
                              " events waiting for the upstream); send again later\n");
                 res_.set(http::field::retry_after, std::to_string(state_->cfg.retry_after.count()));
-                return true;
+                return answer::now;
             case relay_state::admission::draining:
                 state_->refused_draining.fetch_add(1, relaxed);
                 state_->refused_draining_events.fetch_add(n, relaxed);
                 set_text(http::status::service_unavailable,
                          "the relay is shutting down; send to another one or later\n");
                 res_.set(http::field::retry_after, std::to_string(state_->cfg.retry_after.count()));
-                return false;
+                return answer::now_and_close;
         }
-        return false;
+        return answer::now_and_close;
+    }
+
+    // --durable-ack: the 204 goes once every event accepted so far is durable. The
+    // processor completes on its own thread; the answer is written on this session's.
+    void wait_durable(bool keep_alive) {
+        state_->processor->async_wait_durable(
+            [self = this->shared_from_this(), keep_alive](error_code) {
+                asio::post(self->stream_.get_executor(),
+                           [self, keep_alive] { self->on_durable(keep_alive); });
+            });
+    }
+
+    void on_durable(bool keep_alive) {
+        if (closing_)
+            return;
+        // Settled is durable, but a drain whose deadline dropped events (no spool to leave
+        // them in) may have dropped these: the client is told to send them again.
+        if (state_->processor->metrics().dropped_for(drop_reason::close_deadline) != 0) {
+            state_->durable_lost.fetch_add(1, std::memory_order_relaxed);
+            set_text(http::status::service_unavailable,
+                     "the relay stopped before these events were delivered; send them again\n");
+            res_.set(http::field::retry_after, std::to_string(state_->cfg.retry_after.count()));
+            return send(false);
+        }
+        send(keep_alive);
     }
 
     void send(bool keep_alive) {
@@ -509,6 +544,10 @@ struct relay::impl {
         processor_config pc = cfg.processor;
         pc.endpoint = cfg.upstream;
         pc.queue_capacity = std::max(pc.queue_capacity, cfg.max_pending_events);
+        if (cfg.durable_ack && !pc.spool.dir.empty()) {
+            pc.spool.mode = spool_mode::always;
+            pc.spool.fsync = spool_fsync::every_batch;
+        }
         state->processor = std::make_unique<batch_event_processor>(pc, std::move(hooks));
         if (!cfg.unix_socket.empty())
             bind_unix(cfg.unix_socket);
@@ -520,7 +559,12 @@ struct relay::impl {
             threads.emplace_back([this] { run_thread(); });
     }
 
-    ~impl() { stop(); }
+    // The processor goes before the io_context: its last completions (durable waits) are
+    // posted to sessions of this io_context, which must still exist then (not run).
+    ~impl() {
+        stop();
+        state->processor.reset();
+    }
 
     static relay_config prepare(relay_config c) {
         if (c.max_pending_events == 0)

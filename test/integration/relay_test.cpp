@@ -633,3 +633,89 @@ TEST_CASE("relay: gunzip decodes several members, stops at the cap, names what i
     CHECK(detail::gunzip(z.substr(0, z.size() - 4), 100, out, why) ==
           detail::gunzip_status::invalid);
 }
+
+TEST_CASE("relay --durable-ack with a spool: 204 once the batch is on disk, not before",
+          "[relay]") {
+    namespace fs = std::filesystem;
+    const fs::path dir =
+        fs::temp_directory_path() / ("evd-relay-durable-" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    collector col;
+    col.pause_listening();  // nothing can be delivered: only the spool makes a batch durable
+    auto cfg = relay_to(col);
+    cfg.durable_ack = true;
+    cfg.processor.spool.dir = dir.string();
+    cfg.processor.batch.batch_size = 3;
+    cfg.processor.batch.flush_interval = 60s;
+    {
+        relay r(cfg);
+        // One visitor of a batch of 3 that cannot close for a minute: no answer yet.
+        http_client waiting(r.port(), std::nullopt, 300ms);
+        CHECK(waiting.post(make_batch(1, 0)).status == 0);
+        CHECK(waiting.error() == boost::beast::error::timeout);
+        CHECK(r.metrics().spool_writes == 0);
+        // Two more fill the batch: it is written (fsynced) before any attempt, and the answer
+        // comes although the upstream is down.
+        http_client client(r.port());
+        CHECK(client.post(make_batch(2, 1)).status == 204);
+        const auto m = r.metrics();
+        CHECK(m.spool_writes == 1);
+        CHECK(m.spool_written_events == 3);
+        CHECK(m.delivered == 0);
+        // Drained against a down upstream: the three stay in the spool.
+        const auto report = r.drain(300ms);
+        CHECK(report.spooled == 3);
+        CHECK(report.not_delivered == 0);
+    }
+    // The next relay on the same spool delivers them once the upstream is up.
+    col.resume_listening();
+    cfg.durable_ack = false;
+    relay again(cfg);
+    REQUIRE(wait_until([&] { return col.stats().unique_events == 3; }, 30s));
+    CHECK(again.drain(5s).metrics.delivered_recovered == 3);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("relay --durable-ack without a spool: 204 once delivered upstream", "[relay]") {
+    collector col;
+    col.pause_listening();
+    auto cfg = relay_to(col);
+    cfg.durable_ack = true;
+    cfg.processor.batch.batch_size = 1;
+    cfg.processor.health.probe_initial = 50ms;
+    cfg.processor.health.probe_max = 100ms;
+    relay r(cfg);
+    http_client early(r.port(), std::nullopt, 300ms);
+    CHECK(early.post(make_batch(1, 0)).status == 0);  // held: the upstream is down
+    col.resume_listening();
+    http_client late(r.port());
+    late.set_timeout(30s);
+    CHECK(late.post(make_batch(1, 1)).status == 204);  // both are delivered by now
+    CHECK(col.stats().unique_events == 2);
+    CHECK(r.metrics().delivered == 2);
+}
+
+TEST_CASE("relay --durable-ack: a drain whose deadline drops events answers 503, not 204",
+          "[relay]") {
+    collector col;
+    collector_faults f;
+    f.stall = true;
+    col.set_faults(f);
+    auto cfg = relay_to(col);
+    cfg.durable_ack = true;
+    cfg.processor.batch.batch_size = 1;
+    relay r(cfg);
+    std::optional<test::reply> rep;
+    std::thread client([&] {
+        http_client c(r.port());
+        rep = c.post(make_batch(1, 0));
+    });
+    REQUIRE(wait_until([&] { return r.metrics().in_flight == 1; }));
+    const auto report = r.drain(200ms);
+    client.join();
+    CHECK(report.dropped[static_cast<std::size_t>(drop_reason::close_deadline)] == 1);
+    REQUIRE(rep);
+    CHECK(rep->status == 503);
+    CHECK(r.stats().durable_lost == 1);
+}

@@ -171,6 +171,10 @@ struct harness {
         p.begin_flush(id, pushed, now);
         collect();
     }
+    void wait_durable(std::uint64_t id) {
+        p.begin_durable(id, pushed, now);
+        collect();
+    }
     void close(clock::duration deadline) {
         p.begin_close(pushed, now + deadline, now);
         collect();
@@ -311,6 +315,49 @@ TEST_CASE("pipeline: flush waits for its ring target, then for its batches, in o
     // Nothing pending: a flush completes at once.
     h.flush(3);
     CHECK(h.flushes_done.count(3) == 1);
+}
+
+TEST_CASE("pipeline: a durable wait closes no batch early and ends when its events settle",
+          "[unit][pipeline]") {
+    harness h;  // batches of 3, no spool: durable means delivered or dropped
+    h.events(2);
+    h.wait_durable(1);  // covers events 0-1, in an open batch
+    CHECK(h.p.durable_watermark() == 0);
+    h.events(1);  // the batch fills (0-2) and is sent
+    h.events(2);  // a new open batch (3-4)
+    h.wait_durable(2);
+    CHECK(h.all_sends.size() == 1);  // nothing closed early
+    CHECK(h.flushes_done.empty());
+    h.ok();  // 0-2 delivered: the open batch (from 3) is the lowest not durable
+    CHECK(h.p.durable_watermark() == 3);
+    REQUIRE(h.flushes_done.count(1) == 1);
+    CHECK(!h.flushes_done[1]);
+    CHECK(h.flushes_done.count(2) == 0);
+    h.advance(100ms);  // the open batch closes by age and is sent
+    REQUIRE(h.in_flight.size() == 1);
+    CHECK(h.flushes_done.count(2) == 0);
+    // A dropped batch is settled: it no longer holds the watermark.
+    h.answer(0, make_error_code(error::http_status), 400);
+    CHECK(h.p.durable_watermark() == 5);
+    CHECK(h.flushes_done.count(2) == 1);
+    SECTION("events still in the ring hold it") {
+        h.push_only(1);
+        h.wait_durable(3);
+        CHECK(h.flushes_done.count(3) == 0);
+        h.drain_ring();
+        h.advance(100ms);
+        h.ok();
+        CHECK(h.flushes_done.count(3) == 1);
+    }
+    SECTION("a durable wait can be cancelled") {
+        h.events(1);
+        h.wait_durable(4);
+        CHECK(h.p.cancel_flush(4));
+        CHECK_FALSE(h.p.cancel_flush(4));
+        h.advance(100ms);
+        h.ok();
+        CHECK(h.flushes_done.count(4) == 0);
+    }
 }
 
 TEST_CASE("pipeline: a cancelled flush is forgotten, the events still go", "[unit][pipeline]") {
@@ -1012,4 +1059,25 @@ TEST_CASE("pipeline spool: own records that do not come back are dropped by reas
     CHECK(h.p.counters().delivered == 9);
     CHECK(h.p.counters().pending() == 0);
     CHECK(h.p.counters().dropped_recovered_total() == 0);
+}
+
+TEST_CASE("pipeline spool: a batch written to the spool is durable before it is delivered",
+          "[unit][pipeline][spool]") {
+    harness h(spool_config_for_tests(pipeline_spool::always));
+    h.events(3);  // one full batch, being written
+    h.wait_durable(1);
+    CHECK(h.flushes_done.empty());
+    h.events(3);  // a second batch (3-5), being written
+    h.wait_durable(2);
+    h.written(1);  // the first is on disk, then sent
+    REQUIRE(h.flushes_done.count(1) == 1);
+    CHECK(h.flushes_done.count(2) == 0);
+    CHECK(h.in_flight.size() == 1);  // not delivered yet
+    CHECK(h.p.durable_watermark() == 3);
+    // A refused write leaves the batch in memory only: not durable until it settles.
+    h.written(0, make_error_code(error::spool_write_failed));
+    CHECK(h.flushes_done.count(2) == 0);
+    h.ok(1);
+    CHECK(h.flushes_done.count(2) == 1);
+    CHECK(h.p.durable_watermark() == 6);
 }

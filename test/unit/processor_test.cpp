@@ -285,6 +285,35 @@ TEST_CASE("flush settles everything accepted before it", "[unit][lifecycle]") {
     CHECK_FALSE(r.deadline_passed);
 }
 
+TEST_CASE("several flushes and durable waits outstanding complete in any order",
+          "[unit][lifecycle]") {
+    // Regression: the shell kept their handlers in a vector, and erasing one before another
+    // moved the latter by assignment, which Boost 1.81's any_completion_handler turns into
+    // endless recursion (a crash once two waits completed in one turn).
+    test::io_fixture fx;
+    auto d = std::make_shared<threaded_dispatcher>();
+    auto cfg = small_config();
+    cfg.batch.batch_size = 1000;
+    cfg.batch.flush_interval = 60s;
+    batch_event_processor p(fx.executor(), cfg, {.dispatcher = d});
+    event_builder b(test::make_context(cfg.endpoint));
+    std::vector<std::future<void>> waits;
+    for (int i = 0; i < 8; ++i) {
+        REQUIRE(p.process(test::make_impression(b, i)) == process_result::accepted);
+        waits.push_back(p.async_wait_durable(asio::use_future));
+    }
+    waits.push_back(p.async_flush(asio::use_future));  // closes the batch: all complete
+    for (auto& w : waits)
+        w.get();
+    CHECK(p.metrics().delivered == 8);
+    // Nothing pending: a durable wait completes at once.
+    p.async_wait_durable(asio::use_future).get();
+    (void)p.async_close(1s, asio::use_future).get();
+    std::promise<error_code> late;
+    p.async_wait_durable([&](error_code ec) { late.set_value(ec); });
+    CHECK(late.get_future().get() == error::closed);
+}
+
 TEST_CASE("completion tokens: callback, use_future, use_awaitable", "[unit][lifecycle]") {
     test::io_fixture fx;
     auto d = std::make_shared<threaded_dispatcher>();
