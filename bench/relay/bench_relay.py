@@ -18,9 +18,11 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -122,9 +124,13 @@ def main():
     ap.add_argument("--keep-alive", action="store_true",
                     help="one connection per client instead of one per POST")
     ap.add_argument("--batch-size", type=int, default=100, help="the relay's --batch-size")
+    ap.add_argument("--durable-ack", action="store_true",
+                    help="the relay answers once each batch is fsynced to a spool (a temporary "
+                         "directory), with --flush-interval 20ms")
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
     a = ap.parse_args()
     new_connection = not a.keep_alive
+    spool = None
 
     col = subprocess.Popen([a.cli, "collector", "--listen", "127.0.0.1:0", "--quiet",
                             "--delay-ms", str(a.delay_ms), "--threads", "2",
@@ -138,11 +144,15 @@ def main():
         direct["delivered"] = collector_events(upstream) - before
         direct["delivered_events_per_sec"] = round(direct["delivered"] / direct["client_seconds"], 1)
 
-        relay = subprocess.Popen([a.cli, "relay", "--listen", "127.0.0.1:0", "--quiet",
-                                  "--upstream", upstream, "--batch-size", str(a.batch_size),
-                                  "--flush-interval", "1s", "--max-pending", "1000000",
-                                  "--drain-timeout", "60s"],
-                                 stdout=subprocess.PIPE, text=True)
+        relay_args = [a.cli, "relay", "--listen", "127.0.0.1:0", "--quiet",
+                      "--upstream", upstream, "--batch-size", str(a.batch_size),
+                      "--max-pending", "1000000", "--drain-timeout", "60s"]
+        if a.durable_ack:
+            spool = tempfile.mkdtemp(prefix="evdispatch-relay-bench-")
+            relay_args += ["--durable-ack", "--spool-dir", spool, "--flush-interval", "20ms"]
+        else:
+            relay_args += ["--flush-interval", "1s"]
+        relay = subprocess.Popen(relay_args, stdout=subprocess.PIPE, text=True)
         relay_url = relay.stdout.readline().split("listening on ")[1].split(",")[0]
         before = collector_events(upstream)
         t0 = time.monotonic()
@@ -169,10 +179,13 @@ def main():
     finally:
         col.send_signal(signal.SIGTERM)
         col.communicate(timeout=60)
+        if spool:
+            shutil.rmtree(spool, ignore_errors=True)
 
     result = {
         "delay_ms": a.delay_ms, "clients": a.clients, "new_connection": new_connection,
-        "relay_batch_size": a.batch_size, "direct": direct, "relay": via,
+        "relay_batch_size": a.batch_size, "durable_ack": a.durable_ack, "direct": direct,
+        "relay": via,
         "throughput_ratio": round(via["delivered_events_per_sec"] /
                                   max(direct["delivered_events_per_sec"], 1e-9), 1),
         "latency_p50_ratio": round(direct["latency_ms_p50"] / max(via["latency_ms_p50"], 1e-9),
@@ -181,9 +194,10 @@ def main():
     if a.json:
         print(json.dumps(result))
         return 0
-    print("collector %d ms away, %d synchronous clients, %s, %.0f s each" %
+    print("collector %d ms away, %d synchronous clients, %s, %.0f s each%s" %
           (a.delay_ms, a.clients, "a new connection per POST" if new_connection
-           else "keep-alive", a.duration))
+           else "keep-alive", a.duration,
+           ", relay --durable-ack (spool, fsync per batch)" if a.durable_ack else ""))
     print("%-22s %12s %12s %12s %16s" % ("path", "2xx", "p50", "p99", "delivered/s"))
     for name, r in (("straight to collector", direct), ("through the relay", via)):
         print("%-22s %12d %10.3fms %10.3fms %16.1f" %
