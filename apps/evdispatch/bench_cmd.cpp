@@ -72,6 +72,9 @@ const char* bench_help =
     "                          --baseline mutex or none)\n"
     "  --url URL               send to a receiver you run instead of the embedded collector\n"
     "                          (http:// or https://; checked before anything starts)\n"
+    "  --compression C         none (default) or gzip: batches compressed once when sealed,\n"
+    "                          sent with Content-Encoding: gzip (the collector decodes them)\n"
+    "  --compression-level N   zlib level for gzip, 1..9 (default 6)\n"
     "  --ca-file FILE          extra CA bundle for an https --url (the system store is trusted\n"
     "                          too; the certificate must name the URL's host)\n"
     "  --close-timeout T       deadline for delivering what is left at the end (default 30s)\n"
@@ -153,6 +156,12 @@ bench_options read_options(const option_parser& p) {
     o.proc.batch.flush_interval = p.ms("flush-interval", 30'000ms);
     o.proc.batch.max_batch_bytes = p.u64("max-batch-bytes", 1 << 20, 1024);
     o.proc.http.max_connections = p.u64("connections", 4, 1, 1024);
+    const auto compression = p.str("compression", "none");
+    if (compression != "none" && compression != "gzip")
+        throw usage_error("--compression must be none or gzip");
+    o.proc.http.compression =
+        compression == "gzip" ? http_compression::gzip : http_compression::none;
+    o.proc.http.compression_level = static_cast<int>(p.u64("compression-level", 6, 1, 9));
     o.proc.queue_capacity = p.u64("queue-capacity", 10'000, 2);
     o.collector_delay = std::chrono::milliseconds(p.u64("collector-delay-ms", 0, 0, 600'000));
     o.baseline = p.str("baseline", "sync");
@@ -430,6 +439,8 @@ int run_bench(const args& a) {
                      "flush-interval",
                      "max-batch-bytes",
                      "connections",
+                     "compression",
+                     "compression-level",
                      "queue-capacity",
                      "collector-delay-ms",
                      "baseline",

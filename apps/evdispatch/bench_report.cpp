@@ -36,6 +36,8 @@ json::object to_json(const run_result& r) {
     o["batches"] = r.batches;
     o["mean_batch_events"] = r.mean_batch_events;
     o["connections_opened"] = r.connections_opened;
+    o["compression_ratio"] = r.compression_ratio;
+    o["compression_refused"] = r.compression_refused;
     o["outages"] = r.outages;
     o["probes"] = r.probes;
     o["outage_ms"] = r.outage_ms;
@@ -75,6 +77,7 @@ json::object config_json(const bench_options& o, const std::string& url) {
     cfg["flush_interval_ms"] = o.proc.batch.flush_interval.count();
     cfg["max_batch_bytes"] = o.proc.batch.max_batch_bytes;
     cfg["connections"] = o.proc.http.max_connections;
+    cfg["compression"] = o.proc.http.compression == http_compression::gzip ? "gzip" : "none";
     cfg["queue_capacity"] = o.proc.queue_capacity;
     cfg["collector_delay_ms"] = o.collector_delay.count();
     cfg["baseline"] = o.baseline;
@@ -142,6 +145,10 @@ void print_table(const run_result& r, const run_result* base) {
     row("batches (mean events)",
         [&](const run_result& x) { return u(x.batches) + " (" + f(x.mean_batch_events, 1) + ")"; });
     row("connections opened", [&](const run_result& x) { return u(x.connections_opened); });
+    if (r.compression_ratio > 0)
+        row("gzip bytes / JSON bytes", [&](const run_result& x) {
+            return x.compression_ratio > 0 ? f(x.compression_ratio, 3) : std::string("-");
+        });
     if (r.outages || (base && base->outages)) {
         row("endpoint outages (ms down)",
             [&](const run_result& x) { return u(x.outages) + " (" + u(x.outage_ms) + ")"; });

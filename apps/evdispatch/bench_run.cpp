@@ -538,6 +538,10 @@ run_result run_processor(const bench_options& o, const std::string& url, collect
                                                 static_cast<double>(rec.batch_count)
                                           : 0;
     r.connections_opened = m.connections_opened;
+    if (m.compressed_in_bytes != 0)
+        r.compression_ratio = static_cast<double>(m.compressed_out_bytes) /
+                              static_cast<double>(m.compressed_in_bytes);
+    r.compression_refused = m.compression_refused;
     r.outages = m.outages;
     r.probes = m.probes;
     r.outage_ms = m.outage_ms;

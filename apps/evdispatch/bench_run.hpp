@@ -56,6 +56,10 @@ struct run_result {
     std::uint64_t batches = 0;
     double mean_batch_events = 0;
     std::uint64_t connections_opened = 0;
+    /// gzip bytes / JSON bytes of the batches compressed (http_config::compression gzip);
+    /// 0 when none was.
+    double compression_ratio = 0;
+    std::uint64_t compression_refused = 0;
     std::uint64_t outages = 0, probes = 0, outage_ms = 0, held_peak_events = 0;
     std::uint64_t outage_connection_attempts = 0;  ///< While an endpoint was not up.
     std::uint64_t drain_after_outage_ms = 0;       ///< From back up to nothing held (longest).

@@ -54,6 +54,8 @@ const char* relay_help =
     "  --connections N           keep-alive connections per upstream (default 4)\n"
     "  --ca-file FILE            extra CA bundle for an https upstream\n"
     "  --max-attempts N          attempts per batch (default 5)\n"
+    "  --compression C           none (default) or gzip toward the upstream (falls back to\n"
+    "                            JSON if it answers 415/400)\n"
     "  --spool-dir DIR           a disk spool in DIR (must exist): outages longer than memory\n"
     "                            holds, and what the drain timeout cuts short, survive\n"
     "  --durable-ack             answer 204 only once the visitors are durable: written and\n"
@@ -100,11 +102,12 @@ std::string report_json(const relay_stats& r, const close_report& c, bool interr
 }  // namespace
 
 int run_relay(const args& a) {
-    option_parser p({"listen", "unix", "threads", "max-connections", "max-body-bytes",
-                     "read-timeout", "idle-timeout", "max-pending", "retry-after", "upstream",
-                     "eu-upstream", "batch-size", "flush-interval", "connections", "ca-file",
-                     "max-attempts", "spool-dir", "drain-timeout", "duration"},
-                    {"durable-ack", "quiet", "help"});
+    option_parser p(
+        {"listen",       "unix",         "threads",        "max-connections", "max-body-bytes",
+         "read-timeout", "idle-timeout", "max-pending",    "retry-after",     "upstream",
+         "eu-upstream",  "batch-size",   "flush-interval", "connections",     "ca-file",
+         "max-attempts", "compression",  "spool-dir",      "drain-timeout",   "duration"},
+        {"durable-ack", "quiet", "help"});
     p.parse(a);
     if (p.flag("help")) {
         std::fputs(relay_help, stdout);
@@ -134,6 +137,10 @@ int run_relay(const args& a) {
     proc.http.max_connections = p.u64("connections", 4, 1, 1024);
     proc.tls.ca_file = p.str("ca-file", "");
     proc.retry.max_attempts = static_cast<unsigned>(p.u64("max-attempts", 5, 1, 1000));
+    const auto compression = p.str("compression", "none");
+    if (compression != "none" && compression != "gzip")
+        throw usage_error("--compression must be none or gzip");
+    proc.http.compression = compression == "gzip" ? http_compression::gzip : http_compression::none;
     proc.spool.dir = p.str("spool-dir", "");
     if (!proc.spool.dir.empty()) {
         std::error_code ec;

@@ -25,6 +25,12 @@ struct batch_config {
 };
 
 /// HTTP transport (used by http_event_dispatcher).
+/// Content-Encoding of batch requests (http_config::compression).
+enum class http_compression {
+    none,  ///< The JSON as it is. The default.
+    gzip,  ///< gzip (RFC 1952), compressed once when the batch is sealed.
+};
+
 struct http_config {
     /// Keep-alive connections to the endpoint; also the number of requests in flight.
     /// Default 4. 0 is invalid.
@@ -50,6 +56,15 @@ struct http_config {
     /// resolution (concurrent ones share it). IP-literal hosts are never resolved. Negative is
     /// invalid. (See host_resolver.hpp.)
     std::chrono::milliseconds dns_ttl{30'000};
+    /// Compress batch bodies. Default none: Optimizely's event endpoint does not document
+    /// gzip. With gzip, each batch is compressed once when it is sealed (retries send the
+    /// same bytes) and sent with `Content-Encoding: gzip`; an endpoint that answers 415 or 400
+    /// to a gzipped batch gets that batch again uncompressed at once, and every later one
+    /// uncompressed too (for the rest of the processor's life). Only the built-in HTTP
+    /// dispatcher uses the compressed bytes (log_event::gzip_body).
+    http_compression compression = http_compression::none;
+    /// zlib level for gzip, 1 (fastest) to 9 (smallest). Default 6.
+    int compression_level = 6;
 };
 
 /// When and how a failed batch is sent again (see retry_policy.hpp and docs/delivery.md).

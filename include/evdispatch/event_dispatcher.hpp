@@ -25,6 +25,9 @@ struct dispatch_result {
     bool bytes_on_wire = false;      ///< Some part of the request reached the server.
     /// The server's Retry-After converted to a wait (HTTP dispatcher), if it sent one.
     std::optional<std::chrono::milliseconds> retry_after;
+    /// The endpoint refused the gzipped body (415 or 400) and the result is that of the same
+    /// batch sent again uncompressed (HTTP dispatcher, http_config::compression gzip).
+    bool compression_refused = false;
 };
 
 /// Completion signature of event_dispatcher::async_dispatch.

@@ -21,8 +21,11 @@ struct log_event {
     std::vector<std::pair<std::string, std::string>> headers{
         {"Content-Type", "application/json"}};  ///< Request headers.
     std::string body;                           ///< The event batch JSON (Optimizely v1 envelope).
-    std::size_t event_count = 0;                ///< Number of visitors (events) in the body.
-    context_ptr context;                        ///< The batch context shared by all its events.
+    /// `body` gzip-compressed, when http_config::compression is gzip (else empty). The
+    /// built-in HTTP dispatcher sends it with `Content-Encoding: gzip`.
+    std::string gzip_body;
+    std::size_t event_count = 0;  ///< Number of visitors (events) in the body.
+    context_ptr context;          ///< The batch context shared by all its events.
 };
 
 }  // namespace evdispatch

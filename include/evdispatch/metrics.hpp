@@ -71,6 +71,13 @@ struct metrics_snapshot {
     std::uint64_t retries = 0;             ///< Attempts scheduled after a failed one.
     std::uint64_t bytes_sent = 0;          ///< Request body bytes of delivered batches.
     std::uint64_t connections_opened = 0;  ///< Connections the dispatcher opened.
+    /// Batches gzip-compressed when sealed (http_config::compression), their JSON bytes and
+    /// their gzip bytes (the ratio is the compression's), and gzipped requests an endpoint
+    /// refused (415/400; the batch went again uncompressed, and every later one).
+    std::uint64_t compressed_batches = 0;
+    std::uint64_t compressed_in_bytes = 0;
+    std::uint64_t compressed_out_bytes = 0;
+    std::uint64_t compression_refused = 0;
 
     // ---- the disk spool (spool_config; all 0 without one) --------------------------------
     std::uint64_t spooled_events = 0;        ///< Accepted events on disk only now (pending).

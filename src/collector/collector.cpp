@@ -71,6 +71,8 @@ std::string to_json(const collector_stats& s) {
     field("tls_handshake_failures", s.tls_handshake_failures);
     field("outages", s.outages);
     field("down_ms", s.down_ms);
+    field("gzip_batches", s.gzip_batches);
+    field("gzip_bytes", s.gzip_bytes);
     out += '}';
     return out;
 }

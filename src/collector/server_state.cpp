@@ -74,6 +74,8 @@ collector_stats server_state::snapshot() const {
     s.fault_closes = fault_closes.load(r);
     s.tls_handshakes = tls_handshakes.load(r);
     s.tls_handshake_failures = tls_handshake_failures.load(r);
+    s.gzip_batches = gzip_batches.load(r);
+    s.gzip_bytes = gzip_bytes.load(r);
     std::lock_guard lock(outage_mutex_);
     auto down = down_;
     if (down_since_)

@@ -65,7 +65,7 @@ public:
     std::atomic<std::uint64_t> connections{0}, requests{0}, batches{0}, events{0}, unique_events{0},
         duplicates{0}, rejected{0}, bytes{0}, failed_batches{0}, failed_events{0}, stalled{0},
         resets{0}, dropped_responses{0}, fault_closes{0}, tls_handshakes{0},
-        tls_handshake_failures{0};
+        tls_handshake_failures{0}, gzip_batches{0}, gzip_bytes{0};
 
     std::mutex bodies_mutex;
     std::vector<std::string> bodies;  // guarded by bodies_mutex

@@ -12,6 +12,7 @@
 #include "collector/faults.hpp"
 #include "collector/server_state.hpp"
 #include "collector/uuid_set.hpp"
+#include "core/gzip.hpp"
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
@@ -258,6 +259,36 @@ private:
         handle(parser_->get());
     }
 
+    // A gzip batch body into decoded_, bounded by max_body_bytes; a failure is kept in
+    // encoding_status_ (415 refused, 413 too large, 400 corrupt) and encoding_error_.
+    void decode_gzip(const std::string& in) {
+        if (state_->cfg.refuse_gzip) {
+            encoding_status_ = 415;
+            encoding_error_ = "gzip is not accepted here (collector refuse_gzip)";
+            return;
+        }
+        switch (gunzip(in, state_->cfg.max_body_bytes, decoded_, encoding_error_)) {
+            case gunzip_status::ok:
+                return;
+            case gunzip_status::too_large:
+                encoding_status_ = 413;
+                encoding_error_ = "gzip body decodes to more than " +
+                                  std::to_string(state_->cfg.max_body_bytes) + " bytes";
+                return;
+            case gunzip_status::invalid:
+                encoding_status_ = 400;
+                return;
+        }
+    }
+
+    void accept(std::string& body, bool gzipped, std::size_t received) {
+        if (gzipped) {
+            state_->gzip_batches.fetch_add(1, std::memory_order_relaxed);
+            state_->gzip_bytes.fetch_add(received, std::memory_order_relaxed);
+        }
+        state_->accept_batch(body, keys_);
+    }
+
     template <class Status>
     void set_text(Status st, std::string body) {
         res_.result(st);
@@ -270,10 +301,22 @@ private:
         state_->requests.fetch_add(1, relaxed);
         const bool batch = is_batch_request(req.method(), req.target());
         bool valid = false;
+        std::string* body = &req.body();
+        bool gzipped = false;
+        encoding_status_ = 0;
         if (batch) {
             keys_.clear();
             checker_.reset();
-            valid = checker_.write(req.body(), false);
+            const auto enc = req[http::field::content_encoding];
+            if (beast::iequals(enc, "gzip") || beast::iequals(enc, "x-gzip")) {
+                gzipped = true;
+                body = &decoded_;
+                decode_gzip(req.body());
+            } else if (!enc.empty() && !beast::iequals(enc, "identity")) {
+                encoding_status_ = 415;
+                encoding_error_ = "Content-Encoding '" + std::string(enc) + "' is not supported";
+            }
+            valid = encoding_status_ == 0 && checker_.write(*body, false);
         }
         response_plan plan;
         if (state_->faults_active()) {
@@ -297,7 +340,7 @@ private:
                 state_->stalled.fetch_add(1, relaxed);
                 return after_outage(plan, [self = this->shared_from_this()] { self->do_stall(); });
             case plan_action::drop:
-                state_->accept_batch(req.body(), keys_);
+                accept(*body, gzipped, req.body().size());
                 state_->dropped_responses.fetch_add(1, relaxed);
                 return finish(plan);
             case plan_action::respond:
@@ -307,11 +350,14 @@ private:
         if (batch) {
             if (!valid) {
                 state_->rejected.fetch_add(1, relaxed);
-                set_text(http::status::bad_request, checker_.error() + "\n");
+                if (encoding_status_ != 0)
+                    set_text(encoding_status_, encoding_error_ + "\n");
+                else
+                    set_text(http::status::bad_request, checker_.error() + "\n");
             } else {
                 const unsigned status = plan.status != 0 ? plan.status : state_->cfg.success_status;
                 if (status < 300) {
-                    state_->accept_batch(req.body(), keys_);
+                    accept(*body, gzipped, req.body().size());
                     res_.result(status);
                 } else {
                     state_->failed_events.fetch_add(keys_.size(), relaxed);
@@ -437,6 +483,9 @@ private:
     std::uint64_t requests_on_connection_ = 0;
     std::uint64_t outage_generation_ = 0;  // of the faults that decided the last request
     std::vector<uuid_key> keys_;
+    std::string decoded_;  // a gzip batch body, decoded
+    unsigned encoding_status_ = 0;
+    std::string encoding_error_;
     key_sink sink_;
     batch_checker checker_;
     std::array<char, 4096> drain_;

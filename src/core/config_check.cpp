@@ -58,6 +58,11 @@ void check_config(const http_config& c) {
         bad("http.idle_timeout", "must be >= 0", ms(c.idle_timeout));
     if (c.dns_ttl.count() < 0)
         bad("http.dns_ttl", "must be >= 0", ms(c.dns_ttl));
+    if (c.compression != http_compression::none && c.compression != http_compression::gzip)
+        bad("http.compression", "must be none or gzip",
+            std::to_string(static_cast<int>(c.compression)));
+    if (c.compression_level < 1 || c.compression_level > 9)
+        bad("http.compression_level", "must be in 1..9", std::to_string(c.compression_level));
 }
 
 void check_config(const health_config& c) {

@@ -81,6 +81,10 @@ struct pipeline_counters {
     std::uint64_t retries = 0;
     std::uint64_t bytes_sent = 0;
     std::uint64_t connections_opened = 0;
+    std::uint64_t compressed_batches = 0;    ///< Batches gzip-compressed when sealed.
+    std::uint64_t compressed_in_bytes = 0;   ///< Their JSON bytes...
+    std::uint64_t compressed_out_bytes = 0;  ///< ...and their gzip bytes.
+    std::uint64_t compression_refused = 0;   ///< Gzipped requests refused (415/400), re-sent plain.
 
     // ---- the disk spool -----------------------------------------------------------------
     std::uint64_t spooling_events = 0;  ///< Being written to the spool (still in memory).
@@ -281,6 +285,7 @@ struct pipeline_config {
     std::size_t backlog_max_bytes = 16 * 1024 * 1024;
     std::size_t max_in_flight = 1;  ///< The dispatcher's max_in_flight().
     bool report_results = false;    ///< Queue report_action for every settled batch.
+    int gzip_level = 0;             ///< Compress each sealed batch at this level (0: none).
     pipeline_spool spool = pipeline_spool::off;
     /// After a refused spool write, no write is tried for this long (memory only meanwhile).
     clock::duration spool_retry = std::chrono::seconds(1);
@@ -417,6 +422,7 @@ private:
     void progress_flushes(clock::time_point now);
     void progress_durable();
     void made_durable(batch_record& rec) noexcept;
+    void compress(log_event& request);
     void check_close_done();
     void arm_timer();
     template <class... Parts>

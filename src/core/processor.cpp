@@ -56,6 +56,8 @@ pipeline_config make_pipeline_config(const processor_config& c, std::size_t max_
     if (!c.spool.dir.empty())
         p.spool =
             c.spool.mode == spool_mode::always ? pipeline_spool::always : pipeline_spool::overflow;
+    if (c.http.compression == http_compression::gzip)
+        p.gzip_level = c.http.compression_level;
     p.report_results = static_cast<bool>(h.on_batch_result);
     p.logging = static_cast<bool>(h.logger);
     return p;
@@ -490,6 +492,10 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         m.outage_ms = c.outage_ms;
         m.probes = c.probes;
         m.retries = c.retries;
+        m.compressed_batches = c.compressed_batches;
+        m.compressed_in_bytes = c.compressed_in_bytes;
+        m.compressed_out_bytes = c.compressed_out_bytes;
+        m.compression_refused = c.compression_refused;
         m.pending = m.queue_depth + c.pending();
         m.batches_sent = c.batches_sent;
         m.batches_delivered = c.batches_delivered;

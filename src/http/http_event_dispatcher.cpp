@@ -104,6 +104,7 @@ struct endpoint_pool {
     address_cache addresses;
     std::shared_ptr<resolve_job> resolving;
     std::vector<std::weak_ptr<http_exchange>> waiting;
+    bool gzip_refused = false;  // answered 415/400 to a gzipped batch: JSON from then on
 };
 
 struct http_pool : std::enable_shared_from_this<http_pool> {
@@ -238,6 +239,9 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
     dispatch_result result;
     bool reused = false;
     bool stale_retry_done = false;
+    bool gzipped = false;  // this attempt sends ev->gzip_body
+
+    const std::string& payload() const noexcept { return gzipped ? ev->gzip_body : ev->body; }
 
     http_exchange(std::shared_ptr<http_pool> p, endpoint_pool& e,
                   std::shared_ptr<const log_event> r,
@@ -259,6 +263,8 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
     }
 
     void start() {
+        // The gzip bytes, unless the endpoint refused them once (then never again).
+        gzipped = !ev->gzip_body.empty() && !ep->gzip_refused;
         header = ep->header_prefix;
         for (auto& [k, v] : ev->headers) {
             header += k;
@@ -266,9 +272,11 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
             header += v;
             header += "\r\n";
         }
+        if (gzipped)
+            header += "Content-Encoding: gzip\r\n";
         header += "Content-Length: ";
         char buf[24];
-        auto r = std::to_chars(buf, buf + sizeof buf, ev->body.size());
+        auto r = std::to_chars(buf, buf + sizeof buf, payload().size());
         header.append(buf, r.ptr);
         header += "\r\n\r\n";
         acquire();
@@ -438,7 +446,7 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
         auto self = shared_from_this();
         ++conn->requests;
         conn->lowest().expires_after(pool->http.request_timeout);
-        std::array<asio::const_buffer, 2> bufs{asio::buffer(header), asio::buffer(ev->body)};
+        std::array<asio::const_buffer, 2> bufs{asio::buffer(header), asio::buffer(payload())};
         conn->with_stream([&](auto& stream) {
             asio::async_write(stream, bufs, [self](error_code ec, std::size_t n) {
                 if (n > 0)
@@ -531,6 +539,20 @@ struct http_exchange : std::enable_shared_from_this<http_exchange> {
         }
         conn->buffer.consume(conn->buffer.size());
         release(res.keep_alive());
+        if (gzipped && (result.status == 415 || result.status == 400) && !pool->shut_down) {
+            // The endpoint does not take gzip: this batch again as JSON, at once, on a
+            // connection of the pool, and every later one to this endpoint as JSON too.
+            ep->gzip_refused = true;
+            const bool opened = result.connection_opened;
+            result = {};
+            result.connection_opened = opened;
+            result.compression_refused = true;
+            conn.reset();
+            reused = false;
+            stale_retry_done = false;
+            start();
+            return;
+        }
         finish(ok ? error_code{} : make_error_code(error::http_status));
     }
 

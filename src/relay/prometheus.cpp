@@ -143,6 +143,13 @@ std::string to_prometheus(const relay_stats& r, const metrics_snapshot& m) {
     e.counter("evdispatch_upstream_connections_opened_total", "Connections the dispatcher opened.",
               m.connections_opened);
 
+    e.counter("evdispatch_compressed_bytes_in_total",
+              "JSON bytes of the batches gzip-compressed when sealed.", m.compressed_in_bytes);
+    e.counter("evdispatch_compressed_bytes_out_total", "Their gzip bytes.", m.compressed_out_bytes);
+    e.counter("evdispatch_compression_refused_total",
+              "Gzipped requests the upstream refused (415/400), sent again as JSON.",
+              m.compression_refused);
+
     e.gauge("evdispatch_spooled_events", "Accepted events on disk only now.", m.spooled_events);
     e.counter("evdispatch_spool_writes_total", "Batches written to the spool.", m.spool_writes);
     e.counter("evdispatch_spool_write_failures_total",

@@ -10,7 +10,7 @@
 #include <evdispatch/error.hpp>
 #include <evdispatch/optimizely/sdk_batch.hpp>
 
-#include "relay/gzip.hpp"
+#include "core/gzip.hpp"
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>

@@ -185,10 +185,11 @@ TEST_CASE("GET /stats returns the counters as JSON", "[integration][collector]")
     REQUIRE_FALSE(ec);
     REQUIRE(v.is_object());
     const auto& o = v.as_object();
-    CHECK(o.size() == 18);
+    CHECK(o.size() == 20);
     for (const char* name :
          {"failed_batches", "failed_events", "stalled", "resets", "dropped_responses",
-          "fault_closes", "tls_handshakes", "tls_handshake_failures", "outages", "down_ms"}) {
+          "fault_closes", "tls_handshakes", "tls_handshake_failures", "outages", "down_ms",
+          "gzip_batches", "gzip_bytes"}) {
         INFO(name);
         REQUIRE(o.contains(name));
         CHECK(o.at(name).to_number<std::uint64_t>() == 0);
@@ -434,18 +435,20 @@ TEST_CASE("to_json writes every counter, in declaration order", "[integration][c
     evdispatch::collector_stats s;
     std::uint64_t v = 1;
     for (std::uint64_t* f :
-         {&s.connections, &s.requests, &s.batches, &s.events, &s.unique_events, &s.duplicates,
-          &s.rejected, &s.bytes, &s.failed_batches, &s.failed_events, &s.stalled, &s.resets,
-          &s.dropped_responses, &s.fault_closes, &s.tls_handshakes, &s.tls_handshake_failures,
-          &s.outages, &s.down_ms})
+         {&s.connections,       &s.requests,      &s.batches,        &s.events,
+          &s.unique_events,     &s.duplicates,    &s.rejected,       &s.bytes,
+          &s.failed_batches,    &s.failed_events, &s.stalled,        &s.resets,
+          &s.dropped_responses, &s.fault_closes,  &s.tls_handshakes, &s.tls_handshake_failures,
+          &s.outages,           &s.down_ms,       &s.gzip_batches,   &s.gzip_bytes})
         *f = v++;
-    static_assert(sizeof(evdispatch::collector_stats) == 18 * sizeof(std::uint64_t),
+    static_assert(sizeof(evdispatch::collector_stats) == 20 * sizeof(std::uint64_t),
                   "a new counter goes into to_json and this test");
     CHECK(evdispatch::to_json(s) ==
           R"({"connections":1,"requests":2,"batches":3,"events":4,"unique_events":5,)"
           R"("duplicates":6,"rejected":7,"bytes":8,"failed_batches":9,"failed_events":10,)"
           R"("stalled":11,"resets":12,"dropped_responses":13,"fault_closes":14,)"
-          R"("tls_handshakes":15,"tls_handshake_failures":16,"outages":17,"down_ms":18})");
+          R"("tls_handshakes":15,"tls_handshake_failures":16,"outages":17,"down_ms":18,)"
+          R"("gzip_batches":19,"gzip_bytes":20})");
     s.events = 18446744073709551615ULL;  // the largest counter, as an unsigned number
     CHECK(evdispatch::to_json(s).find(R"("events":18446744073709551615,)") != std::string::npos);
 }

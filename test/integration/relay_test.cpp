@@ -3,7 +3,7 @@
 #include <evdispatch/collector/collector.hpp>
 #include <evdispatch/relay.hpp>
 
-#include "relay/gzip.hpp"
+#include "core/gzip.hpp"
 #include "support/fixtures.hpp"
 #include "support/http_client.hpp"
 

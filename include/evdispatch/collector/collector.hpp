@@ -32,6 +32,10 @@ struct collector_config {
     bool keep_bodies = false;
     /// Worker threads running the server. Default 1.
     unsigned threads = 1;
+    /// Answer 415 to batches sent with `Content-Encoding: gzip`, as an endpoint that does not
+    /// take gzip. Default false: gzip bodies are decoded (at most max_body_bytes decoded: 413
+    /// beyond, 400 when corrupt) and checked like any other.
+    bool refuse_gzip = false;
     /// Faults injected from the start; change them with collector::set_faults(). Default none.
     collector_faults faults;
     /// PEM file with the server certificate (followed by any intermediates). Set together with
@@ -77,6 +81,8 @@ struct collector_stats {
                                 ///< (not pause_listening()).
     std::uint64_t down_ms = 0;  ///< Milliseconds spent in those outages, the current one
                                 ///< included.
+    std::uint64_t gzip_batches = 0;  ///< Accepted batches that came gzip-encoded...
+    std::uint64_t gzip_bytes = 0;    ///< ...and their bytes as received (`bytes`: decoded).
 };
 
 /// The counters as one JSON object, `{"connections":N,"requests":N,...}`: one member per field

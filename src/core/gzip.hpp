@@ -1,13 +1,17 @@
 #pragma once
 
-// gzip (RFC 1952) decoding with a bound on the decoded size, for request bodies sent with
-// `Content-Encoding: gzip`. zlib does the work.
+// gzip (RFC 1952): compressing sealed batches (http_config::compression) and decoding request
+// bodies sent with `Content-Encoding: gzip` (collector, relay) with a bound on the decoded
+// size. zlib does the work.
 
 #include <cstddef>
 #include <string>
 #include <string_view>
 
 namespace evdispatch::detail {
+
+// `in` as one gzip member at `level` (1 fastest .. 9 smallest).
+std::string gzip_compress(std::string_view in, int level);
 
 enum class gunzip_status {
     ok,         // `out` holds the decoded bytes

@@ -1,9 +1,10 @@
-#include "relay/gzip.hpp"
+#include "core/gzip.hpp"
 
 #include <zlib.h>
 
 #include <algorithm>
 #include <climits>
+#include <new>
 
 namespace evdispatch::detail {
 
@@ -38,6 +39,25 @@ std::string zlib_message(const z_stream& zs, int rc) {
 }
 
 }  // namespace
+
+std::string gzip_compress(std::string_view in, int level) {
+    z_stream zs{};
+    // 16 + MAX_WBITS: a gzip header and trailer; memLevel 8 is zlib's default.
+    if (deflateInit2(&zs, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        throw std::bad_alloc();
+    std::string out(deflateBound(&zs, static_cast<uLong>(in.size())), '\0');
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    zs.avail_in = static_cast<uInt>(in.size());
+    zs.next_out = reinterpret_cast<Bytef*>(out.data());
+    zs.avail_out = static_cast<uInt>(out.size());
+    // deflateBound is enough for one Z_FINISH call.
+    const int rc = deflate(&zs, Z_FINISH);
+    out.resize(zs.total_out);
+    deflateEnd(&zs);
+    if (rc != Z_STREAM_END)
+        throw std::bad_alloc();
+    return out;
+}
 
 gunzip_status gunzip(std::string_view in, std::size_t max_out, std::string& out,
                      std::string& error) {
