@@ -40,7 +40,9 @@ const char* collector_help =
     "  --threads N               server threads (default 1)\n"
     "  --status CODE             status for accepted batches (default 204)\n"
     "  --delay-ms N              delay every response by N ms\n"
-    "  --max-body-bytes N        larger bodies get 413 (default 8388608)\n"
+    "  --max-body-bytes N        larger bodies get 413 (default 8388608; gzip bodies are\n"
+    "                            decoded up to this many bytes)\n"
+    "  --refuse-gzip             answer 415 to gzip-encoded batches (an endpoint without gzip)\n"
     "faults:\n"
     "  --fault-script S,S,...    answer the next batches with these statuses in order\n"
     "                            (e.g. 500,503,204), then normally\n"
@@ -146,7 +148,8 @@ int run_collector(const args& a) {
                      "refuse-for",
                      "duration",
                      "record"},
-                    {"stall", "reset", "close-after-response", "drop-responses", "quiet", "help"});
+                    {"stall", "reset", "close-after-response", "drop-responses", "refuse-gzip",
+                     "quiet", "help"});
     p.parse(a);
     if (p.flag("help")) {
         std::fputs(collector_help, stdout);
@@ -172,6 +175,7 @@ int run_collector(const args& a) {
     cfg.success_status = static_cast<unsigned>(p.u64("status", 204, 200, 299));
     cfg.delay = std::chrono::milliseconds(p.u64("delay-ms", 0, 0, 3'600'000));
     cfg.max_body_bytes = p.u64("max-body-bytes", cfg.max_body_bytes, 1024);
+    cfg.refuse_gzip = p.flag("refuse-gzip");
 
     collector_faults faults;
     if (p.has("fault-script"))

@@ -562,7 +562,7 @@ PYBIND11_MODULE(_evdispatch, m) {
                          std::size_t backlog_max_bytes, std::size_t connections,
                          double connect_timeout, double request_timeout, unsigned max_attempts,
                          double max_retry_time, std::string ca_file, std::string spool_dir,
-                         double close_timeout) {
+                         double close_timeout, const std::string& compression) {
                  processor_config cfg;
                  cfg.batch.batch_size = batch_size;
                  cfg.batch.flush_interval = seconds_arg(flush_interval, "flush_interval", 0.001);
@@ -577,13 +577,18 @@ PYBIND11_MODULE(_evdispatch, m) {
                  cfg.tls.ca_file = std::move(ca_file);
                  cfg.spool.dir = std::move(spool_dir);
                  cfg.destructor_close_timeout = seconds_arg(close_timeout, "close_timeout", 0.0);
+                 if (compression == "gzip")
+                     cfg.http.compression = http_compression::gzip;
+                 else if (compression != "none")
+                     throw py::value_error("compression must be 'none' or 'gzip', not '" +
+                                           compression + "'");
                  return std::make_unique<dispatcher>(std::move(cfg), std::move(endpoint));
              }),
              py::arg("endpoint"), py::arg("batch_size"), py::arg("flush_interval"),
              py::arg("max_batch_bytes"), py::arg("queue_capacity"), py::arg("backlog_max_bytes"),
              py::arg("connections"), py::arg("connect_timeout"), py::arg("request_timeout"),
              py::arg("max_attempts"), py::arg("max_retry_time"), py::arg("ca_file"),
-             py::arg("spool_dir"), py::arg("close_timeout"))
+             py::arg("spool_dir"), py::arg("close_timeout"), py::arg("compression"))
         .def("dispatch_event", &dispatcher::dispatch_event, py::arg("log_event"))
         .def("flush", &dispatcher::flush, py::arg("timeout") = py::none())
         .def("close", &dispatcher::close, py::arg("timeout"))

@@ -126,6 +126,25 @@ def test_visitors_of_one_call_are_rebatched_with_others(collector):
     assert final["batches"] == 2 and final["unique_events"] == 20
 
 
+def test_gzip_compression_reaches_the_collector_as_the_same_visitors(make_collector):
+    collector = make_collector()
+    with evdispatch.EventDispatcher(batch_size=5, compression="gzip") as d:
+        for i in range(10):
+            d.dispatch_event(LogEvent(collector.url, batch([visitor(i)])))
+    final = collector.stop()
+    assert final["gzip_batches"] == 2 and final["unique_events"] == 10
+    assert sorted(v["visitor_id"] for v in collector.visitors()) == \
+        sorted("user-%d" % i for i in range(10))
+    # An endpoint without gzip: the same batches arrive as JSON.
+    refusing = make_collector("--refuse-gzip")
+    with evdispatch.EventDispatcher(batch_size=5, connections=1, compression="gzip") as d:
+        for i in range(10):
+            d.dispatch_event(LogEvent(refusing.url, batch([visitor(i)])))
+    assert d.metrics()["delivered"] == 10
+    final = refusing.stop()
+    assert final["gzip_batches"] == 0 and final["unique_events"] == 10 and final["rejected"] == 1
+
+
 def test_an_endpoint_given_replaces_each_log_events_url(collector):
     with evdispatch.EventDispatcher(endpoint=collector.url, batch_size=5) as d:
         for i in range(5):
@@ -232,7 +251,7 @@ def test_a_circular_value_is_refused():
     ({"flush_interval": float("nan")}, ValueError), ({"connections": 0}, ValueError),
     ({"endpoint": "ftp://x/"}, ValueError), ({"endpoint": 5}, TypeError),
     ({"batch_size": -1}, TypeError), ({"atexit_timeout": -1}, ValueError),
-    ({"queue_capacity": 1}, ValueError),
+    ({"queue_capacity": 1}, ValueError), ({"compression": "brotli"}, ValueError),
 ])
 def test_bad_configuration_raises(kwargs, error):
     with pytest.raises(error):

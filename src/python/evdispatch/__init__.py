@@ -54,6 +54,8 @@ class EventDispatcher:
     spool_dir          a directory where batches that cannot be sent or kept in memory are
                        written, and delivered by a later process ("": no spool).
     atexit_timeout     seconds the exit handler (and the destructor) waits for delivery (2.0).
+    compression        "none" (the default) or "gzip": each batch compressed once, sent with
+                       Content-Encoding: gzip; JSON again for an endpoint that answers 415/400.
     """
 
     def __init__(self, *, endpoint=None, batch_size=_DEFAULTS["batch_size"],
@@ -66,7 +68,7 @@ class EventDispatcher:
                  request_timeout=_DEFAULTS["request_timeout"],
                  max_attempts=_DEFAULTS["max_attempts"],
                  max_retry_time=_DEFAULTS["max_retry_time"],
-                 ca_file=None, spool_dir=None, atexit_timeout=2.0):
+                 ca_file=None, spool_dir=None, atexit_timeout=2.0, compression="none"):
         if endpoint is not None and not isinstance(endpoint, str):
             raise TypeError("endpoint must be a str or None")
         self._atexit_timeout = float(atexit_timeout)
@@ -79,7 +81,7 @@ class EventDispatcher:
             connect_timeout=connect_timeout, request_timeout=request_timeout,
             max_attempts=max_attempts, max_retry_time=max_retry_time,
             ca_file=ca_file or "", spool_dir=spool_dir or "",
-            close_timeout=self._atexit_timeout)
+            close_timeout=self._atexit_timeout, compression=compression)
         # The SDK calls dispatch_event once per LogEvent: bound straight to the engine, so a
         # call costs no Python frame of ours.
         self.dispatch_event = self._engine.dispatch_event
