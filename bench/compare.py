@@ -1,21 +1,13 @@
-#!/ usr / bin / env python3
-""
-    "`evdispatch bench` of this build against the same benchmark built from another commit,
-    in one run : the two programs take
-                 turns(A B A B...) so that both see the same machine,
-                 and the table gives each
-                 one's median and their ratio. This machine is shared and noisy: compare ratios,
-                 not absolute numbers across days.
+#!/usr/bin/env python3
+"""`evdispatch bench` of this build against the same benchmark built from another commit,
+in one run: the two programs take turns (A B A B ...) so that both see the same machine, and
+the table gives each one's median and their ratio. This machine is shared and noisy: compare
+ratios, not absolute numbers across days.
 
-                             python3 bench
-                             / compare.py-- rev aad8977-- --batch
-                         -
-                         size 100 --duration 3s --baseline none
+    python3 bench/compare.py --rev aad8977 -- --batch-size 100 --duration 3s --baseline none
 
-                             The other commit is checked out with `git worktree` under build
-                             / compare / src
-                         - REV
-                     and built(Release, the command - line program only) in build / compare / REV; later runs reuse both.
+The other commit is checked out with `git worktree` under build/compare/src-REV and built
+(Release, the command-line program only) in build/compare/REV; later runs reuse both.
 """
 
 import argparse
@@ -37,7 +29,8 @@ METRICS = [
 
 
 def build_other(root, rev):
-    sha = subprocess.check_output(["git", "-C", root, "rev-parse", "--short", rev], text=True).strip()
+    sha = subprocess.check_output(["git", "-C", root, "rev-parse", "--short", rev],
+                                  text=True).strip()
     src = os.path.join(root, "build", "compare", "src-" + sha)
     out = os.path.join(root, "build", "compare", sha)
     if not os.path.isdir(src):
