@@ -126,7 +126,9 @@ def main():
     ap.add_argument("--batch-size", type=int, default=100, help="the relay's --batch-size")
     ap.add_argument("--durable-ack", action="store_true",
                     help="the relay answers once each batch is fsynced to a spool (a temporary "
-                         "directory), with --flush-interval 20ms")
+                         "directory)")
+    ap.add_argument("--flush-interval", default=None,
+                    help="the relay's --flush-interval (default 1s, 20ms with --durable-ack)")
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
     a = ap.parse_args()
     new_connection = not a.keep_alive
@@ -149,9 +151,9 @@ def main():
                       "--max-pending", "1000000", "--drain-timeout", "60s"]
         if a.durable_ack:
             spool = tempfile.mkdtemp(prefix="evdispatch-relay-bench-")
-            relay_args += ["--durable-ack", "--spool-dir", spool, "--flush-interval", "20ms"]
-        else:
-            relay_args += ["--flush-interval", "1s"]
+            relay_args += ["--durable-ack", "--spool-dir", spool]
+        relay_args += ["--flush-interval",
+                       a.flush_interval or ("20ms" if a.durable_ack else "1s")]
         relay = subprocess.Popen(relay_args, stdout=subprocess.PIPE, text=True)
         relay_url = relay.stdout.readline().split("listening on ")[1].split(",")[0]
         before = collector_events(upstream)
