@@ -222,13 +222,33 @@ private:
         do_read();
     }
 
+    // Between requests the connection may idle (idle_timeout); once a request's first byte is
+    // here, all of it (headers and body) must come within read_timeout.
     void do_read() {
         parser_.emplace();
         parser_->header_limit(header_limit);
         parser_->body_limit(state_->cfg.max_body_bytes);
-        // A pipelined request already buffered is being read, not waited for.
-        stream_.expires_after(buffer_.size() > 0 ? state_->cfg.read_timeout
-                                                 : state_->cfg.idle_timeout);
+        if (buffer_.size() > 0)
+            return read_header();  // a pipelined request, already begun
+        stream_.expires_after(state_->cfg.idle_timeout);
+        stream_.async_read_some(
+            buffer_.prepare(16 * 1024),
+            beast::bind_front_handler(&relay_session::on_first_bytes, this->shared_from_this()));
+    }
+
+    void on_first_bytes(error_code ec, std::size_t n) {
+        if (ec) {
+            // Idle too long (the stream closed the socket), the client closed, or stop().
+            if (ec == beast::error::timeout && !closing_)
+                state_->timeouts.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        buffer_.commit(n);
+        read_header();
+    }
+
+    void read_header() {
+        stream_.expires_after(state_->cfg.read_timeout);
         http::async_read_header(
             stream_, buffer_, *parser_,
             beast::bind_front_handler(&relay_session::on_header, this->shared_from_this()));
@@ -276,7 +296,6 @@ private:
                 answer_read_error(ec);
             return;
         }
-        stream_.expires_after(state_->cfg.read_timeout);
         const auto& req = parser_->get();
         if (req.version() >= 11 && beast::iequals(req[http::field::expect], "100-continue") &&
             !parser_->is_done()) {

@@ -37,13 +37,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 125' INT TERM HUP PIPE
 
-fail() {
-    echo "FAIL: $*" >&2
-    for f in "$tmp"/*.out "$tmp"/*.err; do
-        [ -s "$f" ] && { echo "--- $(basename "$f")" >&2; cat "$f" >&2; }
-    done
-    exit 1
-}
+. "$(dirname "$0")/lib.sh"
 
 # wait_line FILE SED-EXPR PID WHAT: waits (60 s at most) until sed prints something for FILE;
 # sets `found` to it.
@@ -125,22 +119,6 @@ stop_relay() {
     relay_rc=$?
     relay_pid=
     sed -n 's/^final: //p' "$tmp/$name.out" >"$tmp/final.json"
-}
-
-# check_json FILE EXPR...: each Python expression must be true, with d = the JSON object.
-check_json() {
-    python3 - "$@" <<'EOF' || fail "JSON checks failed"
-import json, sys
-path, exprs = sys.argv[1], sys.argv[2:]
-try:
-    d = json.load(open(path))
-except Exception as e:
-    sys.exit("not one JSON object in %s: %s" % (path, e))
-bad = [e for e in exprs if not eval(e, {"d": d})]
-for e in bad:
-    print("check failed: " + e, file=sys.stderr)
-sys.exit(1 if bad else 0)
-EOF
 }
 
 # collector_stats: the collector's GET /stats into $tmp/stats.json.
