@@ -155,8 +155,30 @@ std::string to_prometheus(const relay_stats& r, const metrics_snapshot& m) {
     e.counter("evdispatch_spool_write_failures_total",
               "Spool writes refused: spool full or a disk error.", m.spool_write_failures);
     e.gauge("evdispatch_spool_bytes", "Bytes of this process's spool files now.", m.spool_bytes);
+    e.gauge("evdispatch_spool_bytes_peak", "Peak bytes of this process's spool files.",
+            m.spool_bytes_peak);
+    e.gauge("evdispatch_spool_writing_events", "Accepted events being written to the spool.",
+            m.spool_writing_events);
+    e.counter("evdispatch_spool_written_events_total", "Events of the batches written.",
+              m.spool_written_events);
+    e.counter("evdispatch_spool_reads_total", "Own batches read back from the spool.",
+              m.spool_reads);
+    e.counter("evdispatch_spool_corrupt_bytes_total",
+              "Spool bytes skipped with no readable record header.", m.spool_corrupt_bytes);
+    e.counter("evdispatch_spool_segments_quarantined_total", "Spool files moved to quarantine/.",
+              m.spool_segments_quarantined);
     e.counter("evdispatch_recovered_events_total",
               "Events found in the spools of processes that are gone.", m.recovered);
+    e.counter("evdispatch_recovered_delivered_total", "Of those: delivered by this process.",
+              m.delivered_recovered);
+    e.family("evdispatch_recovered_dropped_total", "counter",
+             "Of those: dropped by this process, by reason.");
+    for (const auto reason : all_drop_reasons)
+        e.sample("evdispatch_recovered_dropped_total",
+                 m.dropped_recovered[static_cast<std::size_t>(reason)], "reason",
+                 to_string(reason));
+    e.gauge("evdispatch_recovered_pending_events",
+            "Of those: not settled yet (in memory, or still on disk).", m.pending_recovered);
     return e.take();
 }
 
