@@ -178,7 +178,9 @@ TEST_CASE("relay: 64 concurrent keep-alive clients, every event upstream once, i
     collector_config cc;
     cc.keep_bodies = true;
     collector col(cc);
-    relay r(relay_to(col));
+    auto cfg = relay_to(col);
+    cfg.threads = 2;  // sessions on strands of two server threads, admission under one lock
+    relay r(cfg);
     constexpr unsigned clients = 64, per_client = 25;  // 1,600 events: 16 batches of 100
     std::atomic<unsigned> ok{0}, other{0};
     std::vector<std::thread> threads;
