@@ -162,7 +162,8 @@ prom_doc parse_prometheus(const std::string& text) {
             REQUIRE(value >= 0);
         doc.samples.push_back({fam, m[2].matched ? std::string(m[2]) : std::string(), value});
     }
-    for (const auto& [fam, type] : doc.types) {
+    for (const auto& entry : doc.types) {
+        const std::string& fam = entry.first;  // (clang 14 cannot capture a structured binding)
         INFO("family " << fam);
         CHECK(std::any_of(doc.samples.begin(), doc.samples.end(),
                           [&](const prom_sample& s) { return s.family == fam; }));
