@@ -166,7 +166,7 @@ private:
                ",\"revision\":" + str(c.revision) + ",\"client_name\":" + str(c.client_name) +
                ",\"client_version\":" + str(c.client_version) +
                ",\"anonymize_ip\":" + (c.anonymize_ip ? "true" : "false") +
-               ",\"enrich_decisions\":true,\"visitors\":[" + ev.visitor_json + "]}";
+               ",\"enrich_decisions\":true,\"visitors\":[" + std::string(ev.visitor_json) + "]}";
     }
 
     asio::io_context io_;  // never run: only blocking operations use it

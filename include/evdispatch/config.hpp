@@ -185,6 +185,13 @@ struct processor_config {
     std::chrono::milliseconds destructor_close_timeout{5'000};
     /// Events moved from the ring per strand turn before yielding to I/O. Default 1024.
     std::size_t drain_chunk = 1024;
+    /// While events keep coming, the strand looks at the ring again this long after a drain
+    /// that found events, instead of waiting to be woken: producers then never make the system
+    /// call that wakes it (an eventfd write of ~1-3 us on the thread that decides a
+    /// variation). A look that finds the ring empty lets the strand sleep, and the next event
+    /// wakes it as before. An event waits at most this long before it is batched. 0: a
+    /// producer wakes the strand every time it went idle. Default 200 us; at most 1 s.
+    std::chrono::microseconds drain_poll{200};
 };
 
 }  // namespace evdispatch

@@ -85,7 +85,10 @@ add_result batcher::add(const user_event& ev, clock::time_point now, std::vector
         nb.b.context = ev.context;
         nb.b.opened = now;
         nb.b.first_seq = seq;
-        const std::size_t estimate = p.size() + cfg_.batch_size * (ev.visitor_json.size() + 1) + 2;
+        // Room for batch_size visitors a quarter larger than this one, so that the body is
+        // not moved (reallocated and copied) while it fills.
+        const std::size_t per_visitor = ev.visitor_json.size() + ev.visitor_json.size() / 4 + 1;
+        const std::size_t estimate = p.size() + cfg_.batch_size * per_visitor + 2;
         nb.b.body.reserve(std::min(estimate, cfg_.max_batch_bytes));
         nb.b.body = p;
         nb.b.created.reserve(std::min<std::size_t>(cfg_.batch_size, 4096));

@@ -108,6 +108,9 @@ void check_config(const processor_config& c, bool custom_dispatcher) {
             std::to_string(c.backlog_max_bytes));
     if (c.drain_chunk == 0)
         bad("drain_chunk", "must be at least 1", "0");
+    if (c.drain_poll.count() < 0 || c.drain_poll > std::chrono::seconds(1))
+        bad("drain_poll", "must be between 0 and 1 s",
+            std::to_string(c.drain_poll.count()) + " us");
     if (c.destructor_close_timeout.count() < 0)
         bad("destructor_close_timeout", "must be >= 0", ms(c.destructor_close_timeout));
     if (!custom_dispatcher)

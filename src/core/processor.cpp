@@ -7,6 +7,7 @@
 #include <evdispatch/processor.hpp>
 
 #include "core/config_check.hpp"
+#include "core/event_memory.hpp"
 #include "core/mpsc_ring.hpp"
 #include "core/pipeline.hpp"
 #include "spool/worker.hpp"
@@ -84,6 +85,7 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         , dispatcher(std::move(d))
         , core(make_pipeline_config(c, dispatcher->max_in_flight(), hooks))
         , timer(strand)
+        , poll_timer(strand)
         , jitter_state(static_cast<std::uint64_t>(clock::now().time_since_epoch().count()) | 1)
         , spool(std::move(sp)) {
         // What earlier processes left is counted before the constructor returns (metrics()
@@ -117,6 +119,7 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     pipeline core;
     std::vector<pipeline_action> actions;
     asio::steady_timer timer;
+    asio::steady_timer poll_timer;  // the next look at the ring while events keep coming
     std::uint64_t jitter_state;
     // Node-based: Boost 1.81's any_completion_handler move *assignment* re-wraps its source
     // (it passes it on as an lvalue to its own converting constructor) and recurses until the
@@ -160,11 +163,16 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
     void drain() {
         const auto now = clock::now();
         std::size_t n = 0;
-        event_ptr ev;
-        while (n < cfg.drain_chunk && core.has_room() && ring.try_pop(ev)) {
-            ++n;
-            core.on_event(*ev, now);
-            ev.reset();
+        {
+            // The events' memory goes back to the producers' caches in one push per producer
+            // per drain, not one free() of another thread's memory per event.
+            const event_memory::return_scope gathering;
+            event_ptr ev;
+            while (n < cfg.drain_chunk && core.has_room() && ring.try_pop(ev)) {
+                ++n;
+                core.on_event(*ev, now);
+                ev.reset();
+            }
         }
         core.after_events(now);
         if (!core.has_room()) {
@@ -175,6 +183,16 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
         run_actions();
         if (n == cfg.drain_chunk) {
             post_drain();
+            return;
+        }
+        if (n > 0 && cfg.drain_poll.count() > 0 && !final_report) {
+            // Busy: keep the flag set (producers do not post) and look again shortly. One
+            // timer: arming it again cancels an earlier wait, so there is one chain of looks.
+            poll_timer.expires_after(cfg.drain_poll);
+            poll_timer.async_wait([self = shared_from_this()](error_code ec) {
+                if (ec != asio::error::operation_aborted)
+                    self->drain();
+            });
             return;
         }
         drain_scheduled.store(false, std::memory_order_seq_cst);
@@ -373,6 +391,7 @@ struct processor_state : std::enable_shared_from_this<processor_state> {
 
     void finish_close(bool deadline_passed) {
         timer.cancel();
+        poll_timer.cancel();
         publish();
         close_report rep;
         rep.metrics = snapshot();

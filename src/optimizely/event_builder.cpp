@@ -495,17 +495,18 @@ event_builder::event_builder(std::shared_ptr<const project_config> config)
 template <class Attributes, class Event>
 event_ptr event_builder::build(std::size_t expected_bytes, std::string_view user_id,
                                const Attributes& attributes, const Event& event) const {
-    auto ev = std::make_shared<user_event>();
-    ev->context = ctx_;
+    // Written into this thread's scratch buffer (kept across calls: no allocation once it has
+    // grown), then copied once into the event's single allocation.
+    thread_local std::string scratch;
+    scratch.clear();
     {
-        json_sink w(ev->visitor_json, expected_bytes);
+        json_sink w(scratch, expected_bytes);
         write_visitor_head(w, user_id, attributes, bot_filtering_, attribute_ids_.get());
         write_event(w, event, clock_, uuid_);
         w.lit("}]}]}");
         w.finish();
     }
-    ev->created = std::chrono::steady_clock::now();
-    return ev;
+    return make_event(ctx_, scratch);
 }
 
 event_ptr event_builder::make_impression(std::string_view user_id,

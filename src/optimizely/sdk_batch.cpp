@@ -65,11 +65,7 @@ std::vector<event_ptr> split(const json::object& o, std::string_view url,
         const auto& v = detail::json_reader::object(visitors[i], where);
         r.required_string(v, "visitor_id", where);
         r.required_array(v, "snapshots", where);
-        auto ev = std::make_shared<user_event>();
-        ev->context = shared;
-        ev->visitor_json = json::serialize(visitors[i]);
-        ev->created = created;
-        out.push_back(std::move(ev));
+        out.push_back(make_event(shared, json::serialize(visitors[i]), created));
     }
     return out;
 }

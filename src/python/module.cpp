@@ -508,6 +508,7 @@ private:
                                  Py_TYPE(visitors)->tp_name + "'");
         const auto created = steady_clock::now();
         std::vector<event_ptr> out;
+        std::string scratch;
         out.reserve(static_cast<std::size_t>(PyList_GET_SIZE(visitors)));
         value_path path;
         static PyObject* const visitors_key = PyUnicode_InternFromString("visitors");
@@ -524,12 +525,9 @@ private:
             PyObject* snapshots = item(v, "snapshots");
             if (!snapshots || !PyList_Check(snapshots))
                 throw py::value_error(path.text() + ".snapshots: must be a list");
-            auto e = std::make_shared<user_event>();
-            e->context = context_;
-            e->created = created;
-            e->visitor_json.reserve(256);
-            append_value(e->visitor_json, v, path, 2);
-            out.push_back(std::move(e));
+            scratch.clear();
+            append_value(scratch, v, path, 2);
+            out.push_back(make_event(context_, scratch, created));
             path.pop();
         }
         return out;

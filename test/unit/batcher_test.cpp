@@ -23,12 +23,10 @@ context_ptr make_ctx(std::string project, bool anonymize = false) {
     return c;
 }
 
-user_event make_event(const context_ptr& ctx, std::size_t pad = 0, int n = 0) {
-    user_event ev;
-    ev.context = ctx;
-    ev.visitor_json =
-        "{\"visitor_id\":\"u" + std::to_string(n) + "\",\"pad\":\"" + std::string(pad, 'x') + "\"}";
-    return ev;
+// The event lives until the end of the full expression that uses it (the batcher copies it).
+event_ptr visitor_event(const context_ptr& ctx, std::size_t pad = 0, int n = 0) {
+    return evdispatch::make_event(ctx, "{\"visitor_id\":\"u" + std::to_string(n) + "\",\"pad\":\"" +
+                                           std::string(pad, 'x') + "\"}");
 }
 
 // Steps of a batcher scenario: add an event of context A or B (with padding), tick at a time
@@ -102,7 +100,7 @@ TEST_CASE("batcher closes batches on count, bytes, age and flush", "[unit][batch
                 std::vector<closed_batch> out;
                 const auto now = t0 + std::chrono::milliseconds(st.at_ms);
                 if (st.op == 'A' || st.op == 'B') {
-                    REQUIRE(b.add(make_event(st.op == 'A' ? a : bctx, st.pad), now, out) ==
+                    REQUIRE(b.add(*visitor_event(st.op == 'A' ? a : bctx, st.pad), now, out) ==
                             add_result::added);
                     ++open;
                 } else if (st.op == 't') {
@@ -132,8 +130,8 @@ TEST_CASE("batcher drops an event larger than max_batch_bytes and keeps the rest
     batcher b(batch_config{.batch_size = 10, .max_batch_bytes = 1024});
     auto a = make_ctx("A");
     std::vector<closed_batch> out;
-    REQUIRE(b.add(make_event(a, 10), {}, out) == add_result::added);
-    CHECK(b.add(make_event(a, 2000), {}, out) == add_result::too_large);
+    REQUIRE(b.add(*visitor_event(a, 10), {}, out) == add_result::added);
+    CHECK(b.add(*visitor_event(a, 2000), {}, out) == add_result::too_large);
     CHECK(out.empty());
     CHECK(b.open_events() == 1);
     b.flush(out);
@@ -145,8 +143,8 @@ TEST_CASE("batcher envelope carries the whole context", "[unit][batcher]") {
     auto c = make_ctx("p\"1", true);
     batcher b(batch_config{.batch_size = 2});
     std::vector<closed_batch> out;
-    b.add(make_event(c, 0, 1), {}, out);
-    b.add(make_event(c, 0, 2), {}, out);
+    b.add(*visitor_event(c, 0, 1), {}, out);
+    b.add(*visitor_event(c, 0, 2), {}, out);
     REQUIRE(out.size() == 1);
     auto v = boost::json::parse(out[0].body).as_object();
     CHECK(v.at("account_id") == "12001");
@@ -169,9 +167,9 @@ TEST_CASE("batcher: equal contexts share a batch even as different objects", "[u
     auto c3 = make_ctx("A", true);  // anonymize_ip differs: a different batch
     batcher b(batch_config{.batch_size = 10});
     std::vector<closed_batch> out;
-    b.add(make_event(c1), {}, out);
-    b.add(make_event(c2), {}, out);
-    b.add(make_event(c3), {}, out);
+    b.add(*visitor_event(c1), {}, out);
+    b.add(*visitor_event(c2), {}, out);
+    b.add(*visitor_event(c3), {}, out);
     CHECK(b.open_batches() == 2);
     b.flush(out);
     REQUIRE(out.size() == 2);
@@ -183,8 +181,8 @@ TEST_CASE("batcher next_deadline follows the oldest open batch", "[unit][batcher
     CHECK_FALSE(b.next_deadline());
     std::vector<closed_batch> out;
     const auto t0 = clock::time_point{} + 1h;
-    b.add(make_event(make_ctx("A")), t0, out);
-    b.add(make_event(make_ctx("B")), t0 + 100ms, out);
+    b.add(*visitor_event(make_ctx("A")), t0, out);
+    b.add(*visitor_event(make_ctx("B")), t0 + 100ms, out);
     REQUIRE(b.next_deadline());
     CHECK(*b.next_deadline() == t0 + 250ms);
     b.tick(t0 + 250ms, out);

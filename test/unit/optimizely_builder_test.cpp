@@ -114,7 +114,7 @@ TEST_CASE("attribute types: which values are sent and how", "[unit][optimizely]"
     INFO(r.name);
     CHECK(is_sendable_attribute(r.v) == (r.sent != nullptr));
     const auto ev = fixed_builder().make_impression("u", {{"known", r.v}}, basic_decision());
-    const std::string& text = ev->visitor_json;
+    const std::string text(ev->visitor_json);
     const auto attrs = attributes_of(ev);  // also proves the visitor is valid JSON
     if (!r.sent) {
         CHECK(attrs.empty());
@@ -362,7 +362,7 @@ TEST_CASE("tags: value lifted from a number or a numeric string, sent as a doubl
     CHECK(lift_value(tags).has_value() == (r.sent != nullptr));
     auto b = fixed_builder();
     const auto ev = b.make_conversion("u", {}, conversion{"e", "1", tags});
-    const auto& text = ev->visitor_json;
+    const std::string text(ev->visitor_json);
     const auto parsed = test::parse_visitor(ev);
     if (r.sent) {
         CHECK(text.find(std::string(",\"value\":") + r.sent + ",\"tags\"") != std::string::npos);

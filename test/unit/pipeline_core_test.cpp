@@ -18,12 +18,10 @@ using boost::system::error_code;
 
 namespace {
 
-user_event make_event(const context_ptr& ctx, int n, std::size_t pad = 0) {
-    user_event e;
-    e.context = ctx;
-    e.visitor_json = R"({"visitor_id":"u)" + std::to_string(n) + R"(","pad":")" +
-                     std::string(pad, 'x') + R"(","snapshots":[]})";
-    return e;
+// The event lives until the end of the full expression that uses it (the batcher copies it).
+event_ptr visitor_event(const context_ptr& ctx, int n, std::size_t pad = 0) {
+    return evdispatch::make_event(ctx, R"({"visitor_id":"u)" + std::to_string(n) + R"(","pad":")" +
+                                           std::string(pad, 'x') + R"(","snapshots":[]})");
 }
 
 pipeline_config base_config() {
@@ -116,7 +114,7 @@ struct harness {
     void events(int n, std::size_t pad = 0) {
         for (int i = 0; i < n; ++i) {
             ++pushed;
-            p.on_event(make_event(ctx, static_cast<int>(pushed), pad), now);
+            p.on_event(*visitor_event(ctx, static_cast<int>(pushed), pad), now);
         }
         p.after_events(now);
         collect();
@@ -126,7 +124,7 @@ struct harness {
     // Drain what push_only left in the ring.
     void drain_ring() {
         while (p.counters().dequeued < pushed)
-            p.on_event(make_event(ctx, static_cast<int>(p.counters().dequeued + 1)), now);
+            p.on_event(*visitor_event(ctx, static_cast<int>(p.counters().dequeued + 1)), now);
         p.after_events(now);
         collect();
     }
