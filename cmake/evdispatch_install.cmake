@@ -1,12 +1,18 @@
 # Installation and the package configuration: find_package(evdispatch) gives
-# evdispatch::evdispatch, evdispatch::optimizely, evdispatch::collector and evdispatch::relay.
+# evdispatch::evdispatch, evdispatch::optimizely, evdispatch::collector and evdispatch::relay,
+# and evdispatch::kafka when it was built (EVDISPATCH_KAFKA).
 
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set(EVDISPATCH_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/evdispatch)
 
-install(TARGETS evdispatch evdispatch_optimizely evdispatch_collector evdispatch_relay
+set(evdispatch_installed_targets evdispatch evdispatch_optimizely evdispatch_collector
+    evdispatch_relay)
+if(TARGET evdispatch_kafka)
+    list(APPEND evdispatch_installed_targets evdispatch_kafka)
+endif()
+install(TARGETS ${evdispatch_installed_targets}
     EXPORT evdispatch-targets
     ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
     LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

@@ -1,6 +1,7 @@
 // evdispatch bench: drives the processor with producer threads against the embedded loopback
 // collector (or a receiver at --url), and compares with a baseline run in the same process.
 
+#include "bench_kafka.hpp"
 #include "bench_report.hpp"
 #include "bench_run.hpp"
 #include "collector_process.hpp"
@@ -70,6 +71,13 @@ const char* bench_help =
     "  --dispatcher D          http (default) or null: batches are acknowledged at once and\n"
     "                          nothing is sent (the pipeline's ceiling; no collector; with\n"
     "                          --baseline mutex or none)\n"
+    "  --kafka mock            produce each batch to a Kafka topic on a mock cluster of 3\n"
+    "                          brokers started in this process (librdkafka's, on 127.0.0.1);\n"
+    "                          the topic is read back along the run and the events' uuids\n"
+    "                          counted (kafka_consumed_unique); with --baseline none\n"
+    "  --kafka-brokers H:P     the same against a Kafka cluster you run (bootstrap servers)\n"
+    "  --kafka-topic T         the topic (default evdispatch-bench; must exist on a real\n"
+    "                          cluster or be auto-created, and be empty for the count)\n"
     "  --url URL               send to a receiver you run instead of the embedded collector\n"
     "                          (http:// or https://; checked before anything starts)\n"
     "  --compression C         none (default) or gzip: batches compressed once when sealed,\n"
@@ -164,7 +172,22 @@ bench_options read_options(const option_parser& p) {
     o.proc.http.compression_level = static_cast<int>(p.u64("compression-level", 6, 1, 9));
     o.proc.queue_capacity = p.u64("queue-capacity", 10'000, 2);
     o.collector_delay = std::chrono::milliseconds(p.u64("collector-delay-ms", 0, 0, 600'000));
-    o.baseline = p.str("baseline", "sync");
+    o.kafka = p.str("kafka", "");
+    o.kafka_brokers = p.str("kafka-brokers", "");
+    o.kafka_topic = p.str("kafka-topic", o.kafka_topic);
+    if (!o.kafka.empty() && o.kafka != "mock")
+        throw usage_error("--kafka must be mock (or give --kafka-brokers HOST:PORT)");
+    if (!o.kafka.empty() && !o.kafka_brokers.empty())
+        throw usage_error("--kafka mock and --kafka-brokers go one without the other");
+    if (!o.kafka_brokers.empty())
+        o.kafka = "brokers";
+    if (o.kafka.empty() && p.has("kafka-topic"))
+        throw usage_error("--kafka-topic goes with --kafka mock or --kafka-brokers");
+    if (!o.kafka.empty() && !kafka_available())
+        throw usage_error(
+            "--kafka: this evdispatch was built without Kafka support (librdkafka was not "
+            "found when it was built: install librdkafka-dev and build again)");
+    o.baseline = p.str("baseline", o.kafka.empty() ? "sync" : "none");
     if (o.baseline != "none" && !find_baseline(o.baseline))
         throw usage_error("--baseline must be sync, sync-keepalive, mutex or none");
     o.baseline_duration = p.ms("baseline-duration", o.baseline_duration, "s");
@@ -186,6 +209,13 @@ bench_options read_options(const option_parser& p) {
         throw usage_error(
             "--dispatcher null sends nothing: it goes without --url, --tls, --collector-fault, "
             "--collector-delay-ms and the sync baselines (use --baseline mutex or none)");
+    if (!o.kafka.empty() &&
+        (!o.url.empty() || o.tls || !o.collector_fault.empty() || o.collector_delay.count() ||
+         o.null_dispatcher || o.baseline != "none" || p.has("collector") || p.flag("find-max")))
+        throw usage_error(
+            "--kafka sends to Kafka: it goes without --url, --tls, --collector-fault, "
+            "--collector-delay-ms, --collector, --dispatcher null, --find-max and baselines "
+            "(--baseline none)");
     const auto where = p.str("collector", "embedded");
     if (where != "embedded" && where != "process")
         throw usage_error("--collector must be embedded or process");
@@ -455,6 +485,9 @@ int run_bench(const args& a) {
                      "spool-max-bytes",
                      "backlog-max-bytes",
                      "dispatcher",
+                     "kafka",
+                     "kafka-brokers",
+                     "kafka-topic",
                      "collector",
                      "max-p99-ms"},
                     {"json", "quiet", "help", "tls", "find-max"});
@@ -464,6 +497,36 @@ int run_bench(const args& a) {
         return 0;
     }
     bench_options o = read_options(p);
+    if (!o.kafka.empty()) {
+        const run_result ours = run_kafka_bench(o);
+        if (o.json_out)
+            print_json(o, "http://127.0.0.1:9/v1/events", ours, nullptr);
+        else
+            print_table(ours, nullptr);
+        std::fflush(stdout);
+        report_failures(ours);
+        if (!ours.balanced) {
+            std::fprintf(stderr, "evdispatch bench: accounting does not balance\n");
+            return 1;
+        }
+        if (ours.kafka_consumed_missed == 0 &&
+            static_cast<std::uint64_t>(ours.kafka_consumed_unique) < ours.delivered) {
+            std::fprintf(stderr,
+                         "evdispatch bench: fewer events read back from the topic than were "
+                         "reported delivered\n");
+            return 1;
+        }
+        if (ours.kafka_consumed_missed)
+            std::fprintf(stderr,
+                         "evdispatch bench: %llu messages left the mock cluster's log before "
+                         "they were read: the read-back count is incomplete\n",
+                         static_cast<unsigned long long>(ours.kafka_consumed_missed));
+        if (ours.accepted > 0 && ours.delivered == 0) {
+            std::fprintf(stderr, "evdispatch bench: no event was delivered to Kafka\n");
+            return 3;
+        }
+        return 0;
+    }
     embedded_collector embedded;
     std::string url = o.url;
     if (o.null_dispatcher) {

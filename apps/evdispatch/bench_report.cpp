@@ -53,12 +53,21 @@ json::object to_json(const run_result& r) {
     json::object cpu;
     cpu["producers"] = r.producers_cpu_ns_per_event;
     cpu["dispatcher"] = r.dispatcher_cpu_ns_per_event;
-    if (r.collector_cpu_ns_per_event >= 0)
+    if (r.kafka_consumed_unique >= 0) {
+        // --kafka: librdkafka's threads (producer client, mock brokers, read-back consumer).
+        cpu["collector"] = nullptr;
+        cpu["kafka_threads"] = r.collector_cpu_ns_per_event;
+    } else if (r.collector_cpu_ns_per_event >= 0) {
         cpu["collector"] = r.collector_cpu_ns_per_event;
-    else
+    } else {
         cpu["collector"] = nullptr;  // not embedded: a receiver at --url
+    }
     o["cpu_ns_per_event"] = std::move(cpu);
     o["peak_rss_mb"] = r.peak_rss_mb;
+    if (r.kafka_consumed_unique >= 0) {
+        o["kafka_consumed_unique"] = r.kafka_consumed_unique;
+        o["kafka_consumed_missed"] = r.kafka_consumed_missed;
+    }
     o["accounting_balanced"] = r.balanced;
     return o;
 }
@@ -66,9 +75,14 @@ json::object to_json(const run_result& r) {
 json::object config_json(const bench_options& o, const std::string& url) {
     json::object cfg;
     cfg["url"] = url;
-    cfg["embedded_collector"] = o.url.empty() && !o.null_dispatcher && !o.collector_process;
+    cfg["embedded_collector"] =
+        o.url.empty() && !o.null_dispatcher && !o.collector_process && o.kafka.empty();
     cfg["collector_process"] = o.collector_process;
-    cfg["dispatcher"] = o.null_dispatcher ? "null" : "http";
+    cfg["dispatcher"] = o.null_dispatcher ? "null" : !o.kafka.empty() ? "kafka" : "http";
+    if (!o.kafka.empty()) {
+        cfg["kafka"] = o.kafka;
+        cfg["kafka_topic"] = o.kafka_topic;
+    }
     cfg["events"] = o.events;
     cfg["duration_s"] = static_cast<double>(o.duration.count()) / 1000.0;
     cfg["producers"] = o.producers;
@@ -136,7 +150,15 @@ void print_table(const run_result& r, const run_result* base) {
             row(label.c_str(), [&](const run_result& x) { return u(x.dropped[i]); });
         }
     }
-    row("duplicates at collector", [&](const run_result& x) { return u(x.duplicates); });
+    if (r.kafka_consumed_unique >= 0) {
+        row("kafka: consumed unique events",
+            [&](const run_result& x) { return std::to_string(x.kafka_consumed_unique); });
+        row("kafka: duplicates / missed msgs", [&](const run_result& x) {
+            return u(x.duplicates) + " / " + u(x.kafka_consumed_missed);
+        });
+    } else {
+        row("duplicates at collector", [&](const run_result& x) { return u(x.duplicates); });
+    }
     row("delivered events/s", [&](const run_result& x) { return f(x.delivered_per_sec, 0); });
     row("process() p50 / p99 / p999 ns",
         [&](const run_result& x) { return u(x.p50) + "/" + u(x.p99) + "/" + u(x.p999); });
@@ -169,7 +191,10 @@ void print_table(const run_result& r, const run_result* base) {
         [&](const run_result& x) { return f(x.producers_cpu_ns_per_event, 0); });
     row("CPU ns/event: dispatcher",
         [&](const run_result& x) { return f(x.dispatcher_cpu_ns_per_event, 0); });
-    if (r.collector_cpu_ns_per_event >= 0)
+    if (r.kafka_consumed_unique >= 0)
+        row("CPU ns/event: kafka threads",
+            [&](const run_result& x) { return f(x.collector_cpu_ns_per_event, 0); });
+    else if (r.collector_cpu_ns_per_event >= 0)
         row("CPU ns/event: collector",
             [&](const run_result& x) { return f(x.collector_cpu_ns_per_event, 0); });
     row("peak RSS MB", [&](const run_result& x) { return f(x.peak_rss_mb, 1); });

@@ -496,6 +496,8 @@ run_result run_processor(const bench_options& o, const std::string& url, collect
     processor_hooks hooks = make_hooks(rec, o.progress);
     if (o.null_dispatcher)
         hooks.dispatcher = std::make_shared<null_dispatcher>(pc.http.max_connections);
+    else if (o.make_dispatcher)
+        hooks.dispatcher = o.make_dispatcher();
     auto proc = std::make_unique<batch_event_processor>(io.get_executor(), pc, std::move(hooks));
     auto ctx = test::make_context(url);
 

@@ -7,11 +7,14 @@
 #include <evdispatch/collector/collector.hpp>
 #include <evdispatch/config.hpp>
 #include <evdispatch/error.hpp>
+#include <evdispatch/event_dispatcher.hpp>
 
 #include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
 namespace evdispatch::app {
@@ -35,6 +38,13 @@ struct bench_options {
     // A dispatcher that acknowledges every batch at once, sending nothing: the pipeline's own
     // ceiling (ring, batcher, body assembly, accounting), no sockets and no collector.
     bool null_dispatcher = false;
+    // --kafka mock | --kafka-brokers: batches go to a Kafka topic (bench_kafka.cpp). `kafka` is
+    // "mock" or "brokers" (empty: no Kafka); make_dispatcher makes the evdispatch run's
+    // dispatcher (null: the HTTP one).
+    std::string kafka;
+    std::string kafka_brokers;
+    std::string kafka_topic = "evdispatch-bench";
+    std::function<std::shared_ptr<event_dispatcher>()> make_dispatcher;
     // The collector runs as a child process (`evdispatch collector`), one per run, instead of
     // inside this process.
     bool collector_process = false;
@@ -76,6 +86,10 @@ struct run_result {
     double collector_cpu_ns_per_event = -1;
     double peak_rss_mb = 0;
     std::uint64_t collector_events = 0;
+    /// --kafka: distinct uuids read back from the topic after close (-1: not a Kafka run), and
+    /// messages gone from the mock cluster's log before they could be read.
+    std::int64_t kafka_consumed_unique = -1;
+    std::uint64_t kafka_consumed_missed = 0;
     bool balanced = true;
     /// What the first failure of each reason said (for a diagnostic line; empty: none or no
     /// text).

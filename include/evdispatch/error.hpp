@@ -39,6 +39,9 @@ enum class error {
     spool_write_failed,    ///< The disk refused a spool write (ENOSPC, EIO, a failing fsync).
     spool_corrupt,         ///< A spooled record failed its checksum.
     spool_version,         ///< The spool directory was written by a newer format version.
+    /// A dispatcher's destination refused the batch for good (e.g. a Kafka producer's fatal
+    /// error, a message too large for the topic): counted as dispatcher_failed, never retried.
+    dispatcher_rejected,
 };
 
 /// The category of evdispatch error codes (name "evdispatch").

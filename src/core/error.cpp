@@ -72,6 +72,9 @@ public:
             case error::spool_version:
                 return "the spool directory was written by a newer evdispatch (format version): "
                        "left untouched; drain it with that version";
+            case error::dispatcher_rejected:
+                return "the dispatcher's destination refused the batch for good (not retried; "
+                       "the message gives the reason)";
         }
         return "unknown evdispatch error";
     }

@@ -34,6 +34,8 @@ std::pair<drop_reason, bool> retry_policy::classify(const attempt_outcome& o) no
     }
     if (o.ec == error::response_too_large)
         return {drop_reason::network_error, false};
+    if (o.ec == error::dispatcher_rejected)
+        return {drop_reason::dispatcher_failed, false};
     return {r, true};
 }
 

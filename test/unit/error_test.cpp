@@ -29,13 +29,13 @@ TEST_CASE("every error code has its own message", "[unit][error]") {
     std::set<std::string> messages;
     const auto& cat = error_category();
     CHECK(std::string(cat.name()) == "evdispatch");
-    for (int v = static_cast<int>(error::invalid_config); v <= static_cast<int>(error::expired);
-         ++v) {
+    for (int v = static_cast<int>(error::invalid_config);
+         v <= static_cast<int>(error::dispatcher_rejected); ++v) {
         const auto m = cat.message(v);
         CHECK(m != "unknown evdispatch error");
         messages.insert(m);
     }
-    CHECK(messages.size() == static_cast<std::size_t>(error::expired) -
+    CHECK(messages.size() == static_cast<std::size_t>(error::dispatcher_rejected) -
                                  static_cast<std::size_t>(error::invalid_config) + 1);
     CHECK(cat.message(0) == "unknown evdispatch error");  // 0 is success, never an evdispatch error
 }

@@ -50,6 +50,8 @@ TEST_CASE("retry policy: which outcomes retry and which give up", "[unit][retry]
         {"shut down", err(error::close_deadline), action::give_up, drop_reason::close_deadline},
         {"custom failure", err(error::dispatcher_failed), action::retry,
          drop_reason::dispatcher_failed},
+        {"refused for good", err(error::dispatcher_rejected), action::give_up,
+         drop_reason::dispatcher_failed},
     };
     retry_policy p(retry_config{});
     for (const auto& r : rows) {
