@@ -14,6 +14,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include <array>
 #include <atomic>
 #include <mutex>
 #include <string>
@@ -301,14 +302,35 @@ struct kafka_producer {
             outstanding.insert(p);
         }
         // No RD_KAFKA_MSG_F_COPY: librdkafka reads the body in place; `p` keeps it alive until
-        // the report. The key and the headers are copied.
-        const rd_kafka_resp_err_t err = rd_kafka_producev(
-            rk, RD_KAFKA_V_TOPIC(cfg.topic.c_str()), RD_KAFKA_V_MSGFLAGS(0),
-            RD_KAFKA_V_VALUE(const_cast<char*>(e.body.data()), e.body.size()),
-            RD_KAFKA_V_KEY(key_data, key_size),
-            RD_KAFKA_V_HEADER("content-type", "application/json", 16),
-            RD_KAFKA_V_HEADER("event-count", count.data(), static_cast<ssize_t>(count.size())),
-            RD_KAFKA_V_OPAQUE(p), RD_KAFKA_V_END);
+        // the report. The key and the headers are copied. (rd_kafka_produceva rather than the
+        // RD_KAFKA_V_* macros, which are GNU statement expressions.)
+        std::array<rd_kafka_vu_t, 7> vu{};
+        std::size_t n = 0;
+        vu[n].vtype = RD_KAFKA_VTYPE_TOPIC;
+        vu[n++].u.cstr = cfg.topic.c_str();
+        vu[n].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+        vu[n++].u.i = 0;
+        vu[n].vtype = RD_KAFKA_VTYPE_VALUE;
+        vu[n].u.mem.ptr = const_cast<char*>(e.body.data());
+        vu[n++].u.mem.size = e.body.size();
+        vu[n].vtype = RD_KAFKA_VTYPE_KEY;
+        vu[n].u.mem.ptr = const_cast<char*>(key_data);
+        vu[n++].u.mem.size = key_size;
+        vu[n].vtype = RD_KAFKA_VTYPE_HEADER;
+        vu[n].u.header.name = "content-type";
+        vu[n].u.header.val = "application/json";
+        vu[n++].u.header.size = 16;
+        vu[n].vtype = RD_KAFKA_VTYPE_HEADER;
+        vu[n].u.header.name = "event-count";
+        vu[n].u.header.val = count.data();
+        vu[n++].u.header.size = static_cast<ssize_t>(count.size());
+        vu[n].vtype = RD_KAFKA_VTYPE_OPAQUE;
+        vu[n++].u.ptr = p;
+        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (rd_kafka_error_t* failed = rd_kafka_produceva(rk, vu.data(), n)) {
+            err = rd_kafka_error_code(failed);
+            rd_kafka_error_destroy(failed);
+        }
         if (err) {
             if (auto back = take(p)) {
                 std::string message = rd_kafka_err2str(err);
